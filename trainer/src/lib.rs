@@ -1,0 +1,1 @@
+//! trainer: libtorch training on the DLA (issue 3).
