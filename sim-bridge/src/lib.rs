@@ -4,6 +4,7 @@ pub mod faultmap;
 pub mod layout;
 pub mod link;
 pub mod model;
+pub mod model_link;
 pub mod proto;
 pub mod rng;
 pub mod verilator;

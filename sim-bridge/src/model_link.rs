@@ -1,0 +1,1 @@
+//! The golden model behind the frame receiver rules, as a Link. (pending)
