@@ -48,6 +48,8 @@ pub(crate) struct MatmulArgs<'a> {
     pub seed: u32,
     /// Pass number of the first pass.
     pub p0: u32,
+    /// Force the portable (non-SIMD-intrinsics) tiles; for tests.
+    pub portable: bool,
 }
 
 /// Below this many padded MACs, spawning threads costs more than it saves.
@@ -111,6 +113,8 @@ struct Ctx<const L: usize> {
     rate: u32,
     seed: u32,
     p0: u32,
+    /// Use the portable tiles even where AVX2 exists (tests cover both).
+    portable: bool,
 }
 
 fn matmul_l<const L: usize>(args: &MatmulArgs, threads: usize) -> (Vec<i32>, u64) {
@@ -213,40 +217,37 @@ fn build_ctx<const L: usize>(a: &MatmulArgs) -> Ctx<L> {
         dst[..a.k].copy_from_slice(src);
     }
 
-    Ctx { r, c, n: a.n, kt_n, nt_n, chunks, rr, apad, kp, tabs, seu, w, rate: a.seu_rate, seed: a.seed, p0: a.p0 }
+    Ctx { r, c, n: a.n, kt_n, nt_n, chunks, rr, apad, kp, tabs, seu, w, rate: a.seu_rate, seed: a.seed, p0: a.p0, portable: a.portable }
 }
 
 /// Computes output rows `m_lo..m_lo + out.len()/N`; returns the flips injected.
-/// Dispatches to an AVX2 build of the same code when the CPU has it.
+/// Dispatches to explicit AVX2 tiles when the CPU has AVX2 (checked at run
+/// time, so the crate needs no build flags); the portable tiles otherwise.
 fn run_rows<const L: usize>(ctx: &Ctx<L>, m_lo: usize, out: &mut [i32]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
+        if !ctx.portable && std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
             return unsafe {
                 if ctx.rate != 0 {
-                    rows_avx2::<L, true>(ctx, m_lo, out)
+                    avx2::rows::<L, true>(ctx, m_lo, out)
                 } else {
-                    rows_avx2::<L, false>(ctx, m_lo, out)
+                    avx2::rows::<L, false>(ctx, m_lo, out)
                 }
             };
         }
     }
     if ctx.rate != 0 {
-        rows::<L, true>(ctx, m_lo, out)
+        rows::<L, true, false>(ctx, m_lo, out)
     } else {
-        rows::<L, false>(ctx, m_lo, out)
+        rows::<L, false, false>(ctx, m_lo, out)
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn rows_avx2<const L: usize, const SEU: bool>(ctx: &Ctx<L>, m_lo: usize, out: &mut [i32]) -> u64 {
-    rows::<L, SEU>(ctx, m_lo, out)
-}
-
+/// The row loop shared by both builds; `AVX` selects the explicit AVX2 tiles
+/// (only ever true inside [`avx2::rows`], which is compiled with AVX2).
 #[inline(always)]
-fn rows<const L: usize, const SEU: bool>(ctx: &Ctx<L>, m_lo: usize, out: &mut [i32]) -> u64 {
+fn rows<const L: usize, const SEU: bool, const AVX: bool>(ctx: &Ctx<L>, m_lo: usize, out: &mut [i32]) -> u64 {
     let (r, c, n) = (ctx.r, ctx.c, ctx.n);
     let mut flips = 0u64;
     for nt in 0..ctx.nt_n {
@@ -270,8 +271,24 @@ fn rows<const L: usize, const SEU: bool>(ctx: &Ctx<L>, m_lo: usize, out: &mut [i
                     let ain = &arow[kt * r..(kt + 1) * r];
                     let ps = if SEU {
                         let base = seu_base(ctx.seed, ctx.p0.wrapping_add(pass as u32), m as u32);
+                        #[cfg(target_arch = "x86_64")]
+                        if AVX {
+                            // SAFETY: AVX is only set inside avx2::rows, reached after detection.
+                            unsafe { avx2::tile_seu(ain, &ctx.rr, w, tabs, seu, base, ctx.rate, &mut hits) }
+                        } else {
+                            tile_seu(ain, &ctx.rr, w, tabs, seu, base, ctx.rate, &mut hits)
+                        }
+                        #[cfg(not(target_arch = "x86_64"))]
                         tile_seu(ain, &ctx.rr, w, tabs, seu, base, ctx.rate, &mut hits)
                     } else {
+                        #[cfg(target_arch = "x86_64")]
+                        if AVX {
+                            // SAFETY: as above.
+                            unsafe { avx2::tile(ain, &ctx.rr, w, tabs) }
+                        } else {
+                            tile(ain, &ctx.rr, w, tabs)
+                        }
+                        #[cfg(not(target_arch = "x86_64"))]
                         tile(ain, &ctx.rr, w, tabs)
                     };
                     for l in 0..L {
@@ -337,4 +354,101 @@ fn tile_seu<const L: usize>(
         }
     }
     ps
+}
+
+/// Explicit AVX2 versions of the tiles. The portable `[i32; L]` loops above
+/// are what these compute; LLVM's vectoriser turned them into a half-scalar
+/// mix (xmm + scalar lanes, ~1e9 MAC/s), so the hot path is spelled out:
+/// lanes in groups of 8 (one ymm), `L/8` independent psum chains per row.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Ctx, RowTab, SeuTab};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn rows<const L: usize, const SEU: bool>(ctx: &Ctx<L>, m_lo: usize, out: &mut [i32]) -> u64 {
+        super::rows::<L, SEU, true>(ctx, m_lo, out)
+    }
+
+    /// Lanes `8g..8g+8` of a lane array.
+    #[inline(always)]
+    unsafe fn ld<const L: usize, T>(a: &[T; L], g: usize) -> __m256i {
+        debug_assert!(std::mem::size_of::<T>() == 4 && 8 * g + 8 <= L);
+        _mm256_loadu_si256(a.as_ptr().add(8 * g) as *const __m256i)
+    }
+
+    /// At most 32 lanes (4 groups): the widest `L` the kernel instantiates.
+    const MAX_G: usize = 4;
+
+    #[inline(always)]
+    unsafe fn store<const L: usize>(ps: &[__m256i; MAX_G]) -> [i32; L] {
+        let mut out = [0i32; L];
+        for (g, v) in ps.iter().enumerate().take(L / 8) {
+            _mm256_storeu_si256(out.as_mut_ptr().add(8 * g) as *mut __m256i, *v);
+        }
+        out
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(super) unsafe fn tile<const L: usize>(ain: &[u8], rr: &[usize], w: &[[i32; L]], tabs: &[RowTab<L>]) -> [i32; L] {
+        let mut ps = [_mm256_setzero_si256(); MAX_G];
+        for ((&r, wr), t) in rr.iter().zip(w).zip(tabs) {
+            let a = _mm256_set1_epi32(*ain.get_unchecked(r) as i8 as i32);
+            for (g, p) in ps.iter_mut().enumerate().take(L / 8) {
+                let x = _mm256_andnot_si256(ld(&t.s0, g), _mm256_or_si256(a, ld(&t.s1, g)));
+                let v = _mm256_add_epi32(*p, _mm256_mullo_epi32(x, ld(wr, g)));
+                *p = _mm256_andnot_si256(ld(&t.p0, g), _mm256_or_si256(v, ld(&t.p1, g)));
+            }
+        }
+        store(&ps)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(super) unsafe fn tile_seu<const L: usize>(
+        ain: &[u8],
+        rr: &[usize],
+        w: &[[i32; L]],
+        tabs: &[RowTab<L>],
+        seu: &[SeuTab<L>],
+        base: u32,
+        rate: u32,
+        hits: &mut [i32; L],
+    ) -> [i32; L] {
+        let mut ps = [_mm256_setzero_si256(); MAX_G];
+        let mut hv = [_mm256_setzero_si256(); MAX_G];
+        let base = _mm256_set1_epi32(base as i32);
+        // rate <= 2^27 and h >> 5 < 2^27: a signed compare is exact.
+        let rate = _mm256_set1_epi32(rate as i32);
+        let k1 = _mm256_set1_epi32(0x7FEB_352D_u32 as i32);
+        let k2 = _mm256_set1_epi32(0x846C_A68B_u32 as i32);
+        let one = _mm256_set1_epi32(1);
+        let low5 = _mm256_set1_epi32(31);
+        for (((&r, wr), t), s) in rr.iter().zip(w).zip(tabs).zip(seu) {
+            let a = _mm256_set1_epi32(*ain.get_unchecked(r) as i8 as i32);
+            for g in 0..L / 8 {
+                let x = _mm256_andnot_si256(ld(&t.s0, g), _mm256_or_si256(a, ld(&t.s1, g)));
+                let mut v = _mm256_add_epi32(ps[g], _mm256_mullo_epi32(x, ld(wr, g)));
+                // seu_mix(base ^ pe), lane-wise.
+                let mut h = _mm256_xor_si256(base, ld(&s.pe, g));
+                h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+                h = _mm256_mullo_epi32(h, k1);
+                h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 15));
+                h = _mm256_mullo_epi32(h, k2);
+                h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+                let hit = _mm256_and_si256(_mm256_cmpgt_epi32(rate, _mm256_srli_epi32(h, 5)), ld(&s.active, g));
+                let bit = _mm256_sllv_epi32(one, _mm256_and_si256(h, low5));
+                v = _mm256_xor_si256(v, _mm256_and_si256(hit, bit));
+                hv[g] = _mm256_sub_epi32(hv[g], hit); // hit is -1 or 0
+                ps[g] = _mm256_andnot_si256(ld(&t.p0, g), _mm256_or_si256(v, ld(&t.p1, g)));
+            }
+        }
+        let h: [i32; L] = store(&hv);
+        for l in 0..L {
+            hits[l] += h[l];
+        }
+        store(&ps)
+    }
 }

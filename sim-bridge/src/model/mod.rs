@@ -139,6 +139,8 @@ pub struct Model {
     counters: Counters,
     /// Worker threads for MATMUL (a host-side knob; it cannot change results).
     threads: usize,
+    /// Use the kernel's portable tiles even where AVX2 exists (tests cover both).
+    portable_kernel: bool,
 }
 
 /// Little-endian field readers for payloads whose length was already checked.
@@ -168,6 +170,7 @@ impl Model {
             pass: 0,
             counters: Counters::default(),
             threads,
+            portable_kernel: false,
             cfg,
         }
     }
@@ -345,6 +348,7 @@ impl Model {
             seu_rate: self.seu_rate,
             seed: self.seu_seed,
             p0: self.pass,
+            portable: self.portable_kernel,
         };
         let (out, flips) = kernel::matmul(&args, self.threads);
         self.finish_matmul(&job, flips);

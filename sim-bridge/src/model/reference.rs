@@ -2,6 +2,9 @@
 //! protocol §4 with no precomputation, no lane tricks and no threads. It is
 //! the yardstick the fast kernel is tested against; keep it dumb.
 
+// Index loops on purpose: they read like the spec's subscripts.
+#![allow(clippy::needless_range_loop)]
+
 use super::{seu_hash, Model, Refusal};
 
 impl Model {

@@ -489,6 +489,7 @@ fn random_case(seed: u64, big: bool) {
     let cfg = DeviceConfig { rows: r, cols: c, wmem_bytes: 1 << 16, buf_bytes: 1 << 17, acc_words: 1 << 14, features: 0b1111 };
     let mut fast = Model::new(cfg);
     fast.set_threads(rng.range(1, 4));
+    fast.portable_kernel = rng.chance(0.3);
     let what = |s: &str| format!("seed {seed} {r}x{c}: {s}");
     let mut fill = rng.bytes(1 << 16);
     // Weight memory: a mix of small and full-range values.
