@@ -4,8 +4,14 @@
 //! and request/response logic in [`crate::client`], so every backend (the
 //! Verilated RTL, the golden model, a serial port, a TCP bridge) runs the same
 //! host code.
+//!
+//! Device strings ([`DeviceSpec`]): `sim` (in-process Verilator, 16×16),
+//! `sim:RxC`, `model` (golden model, 16×16), `model:RxC`,
+//! `serial:/dev/ttyUSB0[@baud]` (default 115200 baud), `tcp://host:port`.
 
+use std::fmt;
 use std::io;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// A byte stream to one device.
@@ -17,4 +23,254 @@ pub trait Link: Send {
     /// Read up to `buf.len()` bytes, blocking at most `timeout`; `Ok(0)` means
     /// nothing arrived in time.
     fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize>;
+}
+
+/// Array size used when a device string gives none.
+pub const DEFAULT_ROWS: usize = 16;
+/// Array size used when a device string gives none.
+pub const DEFAULT_COLS: usize = 16;
+/// Baud rate used when a serial device string gives none.
+pub const DEFAULT_BAUD: u32 = 115_200;
+/// Largest array side the protocol can describe (INFO carries rows/cols as u8).
+pub const MAX_ARRAY_SIDE: usize = 255;
+
+/// A parsed device string.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceSpec {
+    /// In-process Verilated RTL.
+    Sim { rows: usize, cols: usize },
+    /// In-process golden model.
+    Model { rows: usize, cols: usize },
+    /// A board on a serial port.
+    Serial { path: String, baud: u32 },
+    /// A remote bridge.
+    Tcp { addr: String },
+}
+
+impl Default for DeviceSpec {
+    fn default() -> Self {
+        DeviceSpec::Sim { rows: DEFAULT_ROWS, cols: DEFAULT_COLS }
+    }
+}
+
+/// Errors parsing a device string or opening a link.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The device string does not parse.
+    #[error("bad device string '{spec}': {problem}")]
+    BadSpec { spec: String, problem: String },
+    /// The Verilated model could not be opened.
+    #[error("{device}: {source}")]
+    Sim {
+        device: String,
+        #[source]
+        source: crate::verilator::SimError,
+    },
+    /// A backend this build cannot open yet.
+    #[error("{device}: {what} links are not supported yet")]
+    Unsupported { device: String, what: &'static str },
+    /// An I/O error while opening.
+    #[error("{device}: {source}")]
+    Io {
+        device: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn bad(spec: &str, problem: impl Into<String>) -> LinkError {
+    LinkError::BadSpec { spec: spec.to_string(), problem: problem.into() }
+}
+
+fn parse_size(spec: &str, s: &str) -> Result<(usize, usize), LinkError> {
+    let (r, c) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| bad(spec, format!("array size '{s}' is not of the form RxC (e.g. 8x8)")))?;
+    let side = |what: &str, v: &str| -> Result<usize, LinkError> {
+        let n: usize = v
+            .parse()
+            .map_err(|_| bad(spec, format!("{what} '{v}' in '{s}' is not a number")))?;
+        if n == 0 || n > MAX_ARRAY_SIDE {
+            return Err(bad(spec, format!("{what} {n} is outside 1..={MAX_ARRAY_SIDE}")));
+        }
+        Ok(n)
+    };
+    Ok((side("rows", r)?, side("cols", c)?))
+}
+
+impl FromStr for DeviceSpec {
+    type Err = LinkError;
+
+    fn from_str(spec: &str) -> Result<DeviceSpec, LinkError> {
+        let s = spec.trim();
+        if let Some(addr) = s.strip_prefix("tcp://") {
+            let (host, port) = addr
+                .rsplit_once(':')
+                .ok_or_else(|| bad(spec, "expected tcp://host:port (the port is missing)"))?;
+            if host.is_empty() {
+                return Err(bad(spec, "expected tcp://host:port (the host is missing)"));
+            }
+            match port.parse::<u16>() {
+                Ok(p) if p != 0 => {}
+                _ => return Err(bad(spec, format!("port '{port}' is not a number in 1..=65535"))),
+            }
+            return Ok(DeviceSpec::Tcp { addr: addr.to_string() });
+        }
+        let (kind, rest) = match s.split_once(':') {
+            Some((k, r)) => (k, Some(r)),
+            None => (s, None),
+        };
+        match kind {
+            "sim" | "model" => {
+                let (rows, cols) = match rest {
+                    None => (DEFAULT_ROWS, DEFAULT_COLS),
+                    Some(r) => parse_size(spec, r)?,
+                };
+                Ok(if kind == "sim" {
+                    DeviceSpec::Sim { rows, cols }
+                } else {
+                    DeviceSpec::Model { rows, cols }
+                })
+            }
+            "serial" => {
+                let rest = rest.unwrap_or("");
+                let (path, baud) = match rest.rsplit_once('@') {
+                    Some((p, b)) => {
+                        let baud: u32 = b
+                            .parse()
+                            .ok()
+                            .filter(|&b| b > 0)
+                            .ok_or_else(|| bad(spec, format!("baud rate '{b}' is not a positive number")))?;
+                        (p, baud)
+                    }
+                    None => (rest, DEFAULT_BAUD),
+                };
+                if path.is_empty() {
+                    return Err(bad(spec, "expected serial:PATH[@baud] (the port path is missing)"));
+                }
+                Ok(DeviceSpec::Serial { path: path.to_string(), baud })
+            }
+            "" => Err(bad(spec, "empty device string (expected sim, model, serial:PATH or tcp://host:port)")),
+            other => Err(bad(
+                spec,
+                format!(
+                    "unknown device kind '{other}' (expected sim, sim:RxC, model, model:RxC, \
+                     serial:PATH[@baud] or tcp://host:port)"
+                ),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Sim { rows, cols } => write!(f, "sim:{rows}x{cols}"),
+            DeviceSpec::Model { rows, cols } => write!(f, "model:{rows}x{cols}"),
+            DeviceSpec::Serial { path, baud } => write!(f, "serial:{path}@{baud}"),
+            DeviceSpec::Tcp { addr } => write!(f, "tcp://{addr}"),
+        }
+    }
+}
+
+/// Open a link to the device a spec names.
+///
+/// `Sim` opens the Verilated RTL of that size, `Model` the golden model with
+/// [`DeviceConfig::sim`](crate::model::DeviceConfig::sim) (so INFO matches the
+/// RTL of the same size byte for byte). Serial and TCP links are not
+/// supported by this build yet.
+pub fn open(spec: &DeviceSpec) -> Result<Box<dyn Link>, LinkError> {
+    match spec {
+        DeviceSpec::Sim { rows, cols } => {
+            let link = crate::verilator::SimLink::open(*rows, *cols)
+                .map_err(|source| LinkError::Sim { device: spec.to_string(), source })?;
+            Ok(Box::new(link))
+        }
+        DeviceSpec::Model { rows, cols } => {
+            Ok(Box::new(crate::model_link::ModelLink::sim(*rows, *cols)))
+        }
+        DeviceSpec::Serial { .. } => {
+            Err(LinkError::Unsupported { device: spec.to_string(), what: "serial" })
+        }
+        DeviceSpec::Tcp { .. } => Err(LinkError::Unsupported { device: spec.to_string(), what: "tcp" }),
+    }
+}
+
+/// Parse a device string and open it.
+pub fn open_str(spec: &str) -> Result<Box<dyn Link>, LinkError> {
+    open(&spec.parse()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> DeviceSpec {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn parses_all_forms() {
+        assert_eq!(p("sim"), DeviceSpec::Sim { rows: 16, cols: 16 });
+        assert_eq!(p("sim:8x4"), DeviceSpec::Sim { rows: 8, cols: 4 });
+        assert_eq!(p("model"), DeviceSpec::Model { rows: 16, cols: 16 });
+        assert_eq!(p("model:4x4"), DeviceSpec::Model { rows: 4, cols: 4 });
+        assert_eq!(
+            p("serial:/dev/ttyUSB0"),
+            DeviceSpec::Serial { path: "/dev/ttyUSB0".into(), baud: 115200 }
+        );
+        assert_eq!(
+            p("serial:/dev/ttyUSB1@921600"),
+            DeviceSpec::Serial { path: "/dev/ttyUSB1".into(), baud: 921600 }
+        );
+        assert_eq!(p("tcp://localhost:7000"), DeviceSpec::Tcp { addr: "localhost:7000".into() });
+        assert_eq!(p("tcp://[::1]:7000"), DeviceSpec::Tcp { addr: "[::1]:7000".into() });
+        assert_eq!(DeviceSpec::default(), p("sim"));
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in ["sim", "sim:8x8", "model:4x16", "serial:/dev/ttyACM0@9600", "tcp://h:1"] {
+            let spec = p(s);
+            assert_eq!(p(&spec.to_string()), spec, "{s}");
+        }
+        assert_eq!(p("model").to_string(), "model:16x16");
+    }
+
+    #[test]
+    fn bad_strings_name_string_and_problem() {
+        let cases = [
+            ("", "empty"),
+            ("fpga", "unknown device kind 'fpga'"),
+            ("sim:8", "not of the form RxC"),
+            ("sim:0x8", "rows 0 is outside"),
+            ("model:8x300", "cols 300 is outside"),
+            ("model:ax8", "rows 'a'"),
+            ("serial:", "port path is missing"),
+            ("serial:/dev/ttyUSB0@fast", "baud rate 'fast'"),
+            ("serial:/dev/ttyUSB0@0", "baud rate '0'"),
+            ("tcp://host", "port is missing"),
+            ("tcp://:80", "host is missing"),
+            ("tcp://h:99999", "port '99999'"),
+        ];
+        for (s, want) in cases {
+            let e = s.parse::<DeviceSpec>().expect_err(s).to_string();
+            assert!(e.contains(&format!("'{s}'")), "{s}: {e}");
+            assert!(e.contains(want), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn unsupported_backends_are_errors() {
+        for s in ["serial:/dev/null", "tcp://127.0.0.1:9"] {
+            let e = open_str(s).err().expect(s).to_string();
+            assert!(e.contains("not supported yet"), "{e}");
+        }
+    }
+
+    #[test]
+    fn model_link_has_its_name() {
+        let l = open_str("model:4x8").unwrap();
+        assert_eq!(l.name(), "model:4x8");
+    }
 }
