@@ -107,6 +107,10 @@ struct Ctx<const L: usize> {
     apad: Vec<u8>,
     kp: usize,
     tabs: Vec<RowTab<L>>,
+    /// Per (chunk, row): bit 0 = some lane has a non-identity act transform,
+    /// bit 1 = some lane has psum masks. With a few % of PEs faulty most rows
+    /// are clean, and skipping identity masks halves the vector work there.
+    row_flags: Vec<u8>,
     seu: Vec<SeuTab<L>>,
     /// Effective weights, index `((nt*KT + kt)*chunks + chunk)*R + pr`.
     w: Vec<[i32; L]>,
@@ -190,6 +194,15 @@ fn build_ctx<const L: usize>(a: &MatmulArgs) -> Ctx<L> {
         }
     }
 
+    let row_flags: Vec<u8> = tabs
+        .iter()
+        .map(|t| {
+            let act = t.s1.iter().chain(&t.s0).any(|&v| v != 0);
+            let psum = t.p1.iter().chain(&t.p0).any(|&v| v != 0);
+            act as u8 | (psum as u8) << 1
+        })
+        .collect();
+
     let mut w = vec![[0i32; L]; nt_n * kt_n * chunks * r];
     for nt in 0..nt_n {
         for kt in 0..kt_n {
@@ -217,7 +230,7 @@ fn build_ctx<const L: usize>(a: &MatmulArgs) -> Ctx<L> {
         dst[..a.k].copy_from_slice(src);
     }
 
-    Ctx { r, c, n: a.n, kt_n, nt_n, chunks, rr, apad, kp, tabs, seu, w, rate: a.seu_rate, seed: a.seed, p0: a.p0, portable: a.portable }
+    Ctx { r, c, n: a.n, kt_n, nt_n, chunks, rr, apad, kp, tabs, row_flags, seu, w, rate: a.seu_rate, seed: a.seed, p0: a.p0, portable: a.portable }
 }
 
 /// Computes output rows `m_lo..m_lo + out.len()/N`; returns the flips injected.
@@ -259,6 +272,7 @@ fn rows<const L: usize, const SEU: bool, const AVX: bool>(ctx: &Ctx<L>, m_lo: us
                 break;
             }
             let tabs = &ctx.tabs[ch * r..(ch + 1) * r];
+            let flags = &ctx.row_flags[ch * r..(ch + 1) * r];
             let seu = &ctx.seu[ch * r..(ch + 1) * r];
             for (i, orow) in out.chunks_exact_mut(n).enumerate() {
                 let m = m_lo + i;
@@ -284,7 +298,7 @@ fn rows<const L: usize, const SEU: bool, const AVX: bool>(ctx: &Ctx<L>, m_lo: us
                         #[cfg(target_arch = "x86_64")]
                         if AVX {
                             // SAFETY: as above.
-                            unsafe { avx2::tile(ain, &ctx.rr, w, tabs) }
+                            unsafe { avx2::tile(ain, &ctx.rr, w, tabs, flags) }
                         } else {
                             tile(ain, &ctx.rr, w, tabs)
                         }
@@ -391,14 +405,21 @@ mod avx2 {
 
     #[target_feature(enable = "avx2")]
     #[inline]
-    pub(super) unsafe fn tile<const L: usize>(ain: &[u8], rr: &[usize], w: &[[i32; L]], tabs: &[RowTab<L>]) -> [i32; L] {
+    pub(super) unsafe fn tile<const L: usize>(
+        ain: &[u8],
+        rr: &[usize],
+        w: &[[i32; L]],
+        tabs: &[RowTab<L>],
+        flags: &[u8],
+    ) -> [i32; L] {
         let mut ps = [_mm256_setzero_si256(); MAX_G];
-        for ((&r, wr), t) in rr.iter().zip(w).zip(tabs) {
+        for (((&r, wr), t), &f) in rr.iter().zip(w).zip(tabs).zip(flags) {
             let a = _mm256_set1_epi32(*ain.get_unchecked(r) as i8 as i32);
+            // The same branch pattern repeats for every m, so it predicts well.
             for (g, p) in ps.iter_mut().enumerate().take(L / 8) {
-                let x = _mm256_andnot_si256(ld(&t.s0, g), _mm256_or_si256(a, ld(&t.s1, g)));
+                let x = if f & 1 != 0 { _mm256_andnot_si256(ld(&t.s0, g), _mm256_or_si256(a, ld(&t.s1, g))) } else { a };
                 let v = _mm256_add_epi32(*p, _mm256_mullo_epi32(x, ld(wr, g)));
-                *p = _mm256_andnot_si256(ld(&t.p0, g), _mm256_or_si256(v, ld(&t.p1, g)));
+                *p = if f & 2 != 0 { _mm256_andnot_si256(ld(&t.p0, g), _mm256_or_si256(v, ld(&t.p1, g))) } else { v };
             }
         }
         store(&ps)
