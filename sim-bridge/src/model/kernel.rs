@@ -130,13 +130,26 @@ fn matmul_l<const L: usize>(args: &MatmulArgs, threads: usize) -> (Vec<i32>, u64
         let flips = run_rows(&ctx, 0, &mut out);
         return (out, flips);
     }
-    let rows_per = args.m.div_ceil(t);
-    let ctx = &ctx;
+    // Rows are handed out in blocks from a shared queue rather than one fixed
+    // share per thread: the machine is usually shared, and with fixed shares
+    // one descheduled thread holds up the whole MATMUL. ~8 blocks per thread
+    // keeps the queue cheap and the tail short. Which thread computes a row
+    // cannot change its value (pass numbers are fixed per request).
+    let block = args.m.div_ceil(t * 8).max(1);
+    let queue = std::sync::Mutex::new(out.chunks_mut(block * args.n).enumerate());
+    let (ctx, queue) = (&ctx, &queue);
     let flips = crossbeam::scope(|s| {
-        let handles: Vec<_> = out
-            .chunks_mut(rows_per * args.n)
-            .enumerate()
-            .map(|(i, chunk)| s.spawn(move |_| run_rows(ctx, i * rows_per, chunk)))
+        let handles: Vec<_> = (0..t)
+            .map(|_| {
+                s.spawn(move |_| {
+                    let mut flips = 0;
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                        let Some((i, rows)) = next else { return flips };
+                        flips += run_rows(ctx, i * block, rows);
+                    }
+                })
+            })
             .collect();
         handles.into_iter().map(|h| h.join().expect("model worker panicked")).sum::<u64>()
     })
