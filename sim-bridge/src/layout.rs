@@ -58,13 +58,25 @@ pub fn packed_len(k: usize, n: usize, rows: usize, cols: usize) -> usize {
 
 /// Pack a K×N row-major int8 matrix into the device layout (relative to its
 /// base), padding included.
-pub fn pack(w: &[i8], k: usize, n: usize, rows: usize, cols: usize) -> Result<Vec<u8>, LayoutError> {
+pub fn pack(
+    w: &[i8],
+    k: usize,
+    n: usize,
+    rows: usize,
+    cols: usize,
+) -> Result<Vec<u8>, LayoutError> {
     MatrixLayout::new(0, k, n, rows, cols)?.pack(w)
 }
 
 impl MatrixLayout {
     /// A layout; fails on a zero dimension.
-    pub fn new(base: usize, k: usize, n: usize, rows: usize, cols: usize) -> Result<Self, LayoutError> {
+    pub fn new(
+        base: usize,
+        k: usize,
+        n: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, LayoutError> {
         if k == 0 || n == 0 || rows == 0 || cols == 0 {
             return Err(LayoutError::ZeroDim { k, n, rows, cols });
         }
@@ -94,7 +106,12 @@ impl MatrixLayout {
     /// Absolute weight-memory address of element `W[k_idx][n_idx]`
     /// (panics if the index is outside K×N).
     pub fn addr_of(&self, k_idx: usize, n_idx: usize) -> usize {
-        assert!(k_idx < self.k && n_idx < self.n, "W[{k_idx}][{n_idx}] outside {}x{}", self.k, self.n);
+        assert!(
+            k_idx < self.k && n_idx < self.n,
+            "W[{k_idx}][{n_idx}] outside {}x{}",
+            self.k,
+            self.n
+        );
         self.offset_of(k_idx, n_idx)
     }
 
@@ -313,7 +330,10 @@ mod tests {
         assert_eq!(a.used_bytes(), 160);
         let e = a.alloc("fc3", 40, 24).unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("'fc3'") && s.contains("needs 960 bytes") && s.contains("864 of 1024"), "{s}");
+        assert!(
+            s.contains("'fc3'") && s.contains("needs 960 bytes") && s.contains("864 of 1024"),
+            "{s}"
+        );
         // A failed alloc leaves the allocator unchanged.
         assert_eq!(a.used_bytes(), 160);
         let l3 = a.alloc("fc3", 4, 8).unwrap();

@@ -23,6 +23,11 @@ pub trait Link: Send {
     /// Read up to `buf.len()` bytes, blocking at most `timeout`; `Ok(0)` means
     /// nothing arrived in time.
     fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize>;
+    /// Total clock cycles simulated so far, for links to a cycle-accurate
+    /// simulation (`sim`); `None` for everything else.
+    fn sim_cycles(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Array size used when a device string gives none.
@@ -87,9 +92,8 @@ fn parse_size(spec: &str, s: &str) -> Result<(usize, usize), LinkError> {
         .split_once(['x', 'X'])
         .ok_or_else(|| bad(spec, format!("array size '{s}' is not of the form RxC (e.g. 8x8)")))?;
     let side = |what: &str, v: &str| -> Result<usize, LinkError> {
-        let n: usize = v
-            .parse()
-            .map_err(|_| bad(spec, format!("{what} '{v}' in '{s}' is not a number")))?;
+        let n: usize =
+            v.parse().map_err(|_| bad(spec, format!("{what} '{v}' in '{s}' is not a number")))?;
         if n == 0 || n > MAX_ARRAY_SIDE {
             return Err(bad(spec, format!("{what} {n} is outside 1..={MAX_ARRAY_SIDE}")));
         }
@@ -136,21 +140,25 @@ impl FromStr for DeviceSpec {
                 let rest = rest.unwrap_or("");
                 let (path, baud) = match rest.rsplit_once('@') {
                     Some((p, b)) => {
-                        let baud: u32 = b
-                            .parse()
-                            .ok()
-                            .filter(|&b| b > 0)
-                            .ok_or_else(|| bad(spec, format!("baud rate '{b}' is not a positive number")))?;
+                        let baud: u32 = b.parse().ok().filter(|&b| b > 0).ok_or_else(|| {
+                            bad(spec, format!("baud rate '{b}' is not a positive number"))
+                        })?;
                         (p, baud)
                     }
                     None => (rest, DEFAULT_BAUD),
                 };
                 if path.is_empty() {
-                    return Err(bad(spec, "expected serial:PATH[@baud] (the port path is missing)"));
+                    return Err(bad(
+                        spec,
+                        "expected serial:PATH[@baud] (the port path is missing)",
+                    ));
                 }
                 Ok(DeviceSpec::Serial { path: path.to_string(), baud })
             }
-            "" => Err(bad(spec, "empty device string (expected sim, model, serial:PATH or tcp://host:port)")),
+            "" => Err(bad(
+                spec,
+                "empty device string (expected sim, model, serial:PATH or tcp://host:port)",
+            )),
             other => Err(bad(
                 spec,
                 format!(
@@ -192,7 +200,9 @@ pub fn open(spec: &DeviceSpec) -> Result<Box<dyn Link>, LinkError> {
         DeviceSpec::Serial { .. } => {
             Err(LinkError::Unsupported { device: spec.to_string(), what: "serial" })
         }
-        DeviceSpec::Tcp { .. } => Err(LinkError::Unsupported { device: spec.to_string(), what: "tcp" }),
+        DeviceSpec::Tcp { .. } => {
+            Err(LinkError::Unsupported { device: spec.to_string(), what: "tcp" })
+        }
     }
 }
 

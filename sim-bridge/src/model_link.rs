@@ -38,7 +38,14 @@ impl ModelLink {
     /// A fresh model with configuration `cfg`, named `model:RxC`.
     pub fn new(cfg: DeviceConfig) -> ModelLink {
         let name = format!("model:{}x{}", cfg.rows, cfg.cols);
-        ModelLink { name, model: Model::new(cfg), rx: Vec::new(), head: 0, tx: VecDeque::new(), frames: 0 }
+        ModelLink {
+            name,
+            model: Model::new(cfg),
+            rx: Vec::new(),
+            head: 0,
+            tx: VecDeque::new(),
+            frames: 0,
+        }
     }
 
     /// The model configured like `dla_sim_top` of size `rows`x`cols`.

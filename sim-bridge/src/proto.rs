@@ -250,8 +250,9 @@ impl fmt::Display for Status {
 /// A fault site inside a PE (docs/protocol.md §2: 0 = psum, 1 = act, 2 = weight).
 ///
 /// Serialised in fault maps as `"psum"`, `"act"`, `"weight"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum Site {
@@ -456,18 +457,41 @@ pub enum Request {
     Info,
     Reset,
     /// Dense bytes at `addr`.
-    WriteWeights { addr: u32, data: Vec<u8> },
+    WriteWeights {
+        addr: u32,
+        data: Vec<u8>,
+    },
     /// (address, value) pairs; addresses are 24 bits on the wire (higher bits
     /// are dropped by the encoding: check against [`PATCH_ADDR_LIMIT`] first).
     PatchWeights(Vec<(u32, i8)>),
-    SetFault { row: u8, col: u8, site: Site, sa0: u32, sa1: u32 },
-    SetBypass { row: u8, col: u8, on: bool },
+    SetFault {
+        row: u8,
+        col: u8,
+        site: Site,
+        sa0: u32,
+        sa1: u32,
+    },
+    SetBypass {
+        row: u8,
+        col: u8,
+        on: bool,
+    },
     ClearFaults,
     /// `rate` in units of 2^-27 per MAC ([`SEU_RATE_ONE`] = every MAC).
-    SetSeu { rate: u32, seed: u32 },
+    SetSeu {
+        rate: u32,
+        seed: u32,
+    },
     /// `a` is M×K row-major int8; `rot` = (rot_r, rot_c). The payload header is
     /// 14 bytes, the last two reserved (sent as 0).
-    Matmul { base: u32, m: u16, k: u16, n: u16, rot: (u8, u8), a: Vec<i8> },
+    Matmul {
+        base: u32,
+        m: u16,
+        k: u16,
+        n: u16,
+        rot: (u8, u8),
+        a: Vec<i8>,
+    },
     Counters,
 }
 

@@ -128,7 +128,7 @@ fn bad_crc_is_reported_with_its_header_and_resyncs() {
             }
             other => panic!("flip at {flip_at}: {other:?}"),
         }
-        if flip_at < 4 || flip_at >= 8 {
+        if !(4..8).contains(&flip_at) {
             let (frames, _) = decode_all(&s, REPLY_SYNC);
             assert_eq!(frames.last().map(|f| f.seq), Some(0x4343), "flip at {flip_at}");
             assert!(frames.iter().all(|f| f.seq != 0x4242));
@@ -259,7 +259,14 @@ fn request_payloads_match_the_spec_table() {
         Request::SetSeu { rate: 1 << 27, seed: 42 }.encode_payload(),
         vec![0, 0, 0, 8, 42, 0, 0, 0]
     );
-    let mm = Request::Matmul { base: 64, m: 2, k: 3, n: 0x0102, rot: (1, 7), a: vec![-1, 2, -3, 4, 5, 6] };
+    let mm = Request::Matmul {
+        base: 64,
+        m: 2,
+        k: 3,
+        n: 0x0102,
+        rot: (1, 7),
+        a: vec![-1, 2, -3, 4, 5, 6],
+    };
     assert_eq!(
         mm.encode_payload(),
         vec![64, 0, 0, 0, 2, 0, 3, 0, 2, 1, 1, 7, 0, 0, 0xFF, 2, 0xFD, 4, 5, 6]
@@ -299,7 +306,8 @@ fn reply_parsers() {
     let c = Counters { cycles: 1 << 40, macs: 3, flips: u64::MAX };
     assert_eq!(Counters::parse(&c.to_bytes()).unwrap(), c);
     assert!(Counters::parse(&[0; 23]).is_err());
-    let d = Counters { cycles: 5, macs: 1, flips: 0 }.since(&Counters { cycles: 2, macs: 1, flips: 0 });
+    let d =
+        Counters { cycles: 5, macs: 1, flips: 0 }.since(&Counters { cycles: 2, macs: 1, flips: 0 });
     assert_eq!(d, Counters { cycles: 3, macs: 0, flips: 0 });
 
     let mut p = Vec::new();
