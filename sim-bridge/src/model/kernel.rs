@@ -14,13 +14,15 @@
 //!   the masked, sign-extended weight (0 for a bypassed PE, which makes its
 //!   MAC a no-op). The inner loop is then branch-free:
 //!   `x = (a|S1)&!S0; v = psum + x*w; psum = (v|P1)&!P0` on a fixed-size
-//!   `[i32; L]`, which the compiler vectorises (with AVX2 when the CPU has it,
-//!   selected at run time so the crate needs no special build flags).
+//!   lane array. On x86-64 with AVX2 (detected at run time, so the crate
+//!   needs no build flags) explicit intrinsics run it in groups of 8 lanes and
+//!   skip the mask ops on rows where every mask is the identity; elsewhere a
+//!   portable `[i32; L]` loop does the same arithmetic. Tests run both.
 //! * 8-bit masks are stored sign-extended to 32 bits, so
 //!   `(sext(a)|sext(S1))&!sext(S0) == sext((a|S1)&!S0)`: bits 8..31 are copies
 //!   of bit 7 on both sides, and bit 7 goes through the same map.
 //! * Pass numbers are `p0 + nt*KT + kt`, fixed by the request, so threads
-//!   (split over activation rows `m`) never interact and the flip count is a
+//!   (taking blocks of activation rows `m` from a queue) never interact and the flip count is a
 //!   plain sum. With SEU off (the FAT case) the hash is never evaluated; with
 //!   SEU on a second instantiation of the same loop evaluates it per MAC.
 //! * The outer-array accumulators are fault-free wrapping adds, so summing a
