@@ -10,7 +10,7 @@
 //! Two concerns live here:
 //! * the request semantics of protocol §2 (validation order, state effects,
 //!   counters) — in this file, deliberately plain;
-//! * MATMUL (protocol §4) — in [`kernel`], written for speed because the model
+//! * MATMUL (protocol §4) — in the private `kernel` module, written for speed because the model
 //!   is also the fault-emulation backend for fault-aware training. A literal,
 //!   statement-by-statement reference of §4 lives in `reference` (tests only)
 //!   and the tests hold the fast kernel to it bit for bit.
