@@ -245,7 +245,25 @@ fn build_ctx<const L: usize>(a: &MatmulArgs) -> Ctx<L> {
         dst[..a.k].copy_from_slice(src);
     }
 
-    Ctx { r, c, n: a.n, kt_n, nt_n, chunks, rr, apad, kp, tabs, row_flags, seu, w, rate: a.seu_rate, seed: a.seed, p0: a.p0, portable: a.portable }
+    Ctx {
+        r,
+        c,
+        n: a.n,
+        kt_n,
+        nt_n,
+        chunks,
+        rr,
+        apad,
+        kp,
+        tabs,
+        row_flags,
+        seu,
+        w,
+        rate: a.seu_rate,
+        seed: a.seed,
+        p0: a.p0,
+        portable: a.portable,
+    }
 }
 
 /// Computes output rows `m_lo..m_lo + out.len()/N`; returns the flips injected.
@@ -275,7 +293,11 @@ fn run_rows<const L: usize>(ctx: &Ctx<L>, m_lo: usize, out: &mut [i32]) -> u64 {
 /// The row loop shared by both builds; `AVX` selects the explicit AVX2 tiles
 /// (only ever true inside [`avx2::rows`], which is compiled with AVX2).
 #[inline(always)]
-fn rows<const L: usize, const SEU: bool, const AVX: bool>(ctx: &Ctx<L>, m_lo: usize, out: &mut [i32]) -> u64 {
+fn rows<const L: usize, const SEU: bool, const AVX: bool>(
+    ctx: &Ctx<L>,
+    m_lo: usize,
+    out: &mut [i32],
+) -> u64 {
     let (r, c, n) = (ctx.r, ctx.c, ctx.n);
     let mut flips = 0u64;
     for nt in 0..ctx.nt_n {
@@ -303,7 +325,11 @@ fn rows<const L: usize, const SEU: bool, const AVX: bool>(ctx: &Ctx<L>, m_lo: us
                         #[cfg(target_arch = "x86_64")]
                         if AVX {
                             // SAFETY: AVX is only set inside avx2::rows, reached after detection.
-                            unsafe { avx2::tile_seu(ain, &ctx.rr, w, tabs, seu, base, ctx.rate, &mut hits) }
+                            unsafe {
+                                avx2::tile_seu(
+                                    ain, &ctx.rr, w, tabs, seu, base, ctx.rate, &mut hits,
+                                )
+                            }
                         } else {
                             tile_seu(ain, &ctx.rr, w, tabs, seu, base, ctx.rate, &mut hits)
                         }
@@ -395,7 +421,11 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn rows<const L: usize, const SEU: bool>(ctx: &Ctx<L>, m_lo: usize, out: &mut [i32]) -> u64 {
+    pub(super) unsafe fn rows<const L: usize, const SEU: bool>(
+        ctx: &Ctx<L>,
+        m_lo: usize,
+        out: &mut [i32],
+    ) -> u64 {
         super::rows::<L, SEU, true>(ctx, m_lo, out)
     }
 
@@ -432,9 +462,17 @@ mod avx2 {
             let a = _mm256_set1_epi32(*ain.get_unchecked(r) as i8 as i32);
             // The same branch pattern repeats for every m, so it predicts well.
             for (g, p) in ps.iter_mut().enumerate().take(L / 8) {
-                let x = if f & 1 != 0 { _mm256_andnot_si256(ld(&t.s0, g), _mm256_or_si256(a, ld(&t.s1, g))) } else { a };
+                let x = if f & 1 != 0 {
+                    _mm256_andnot_si256(ld(&t.s0, g), _mm256_or_si256(a, ld(&t.s1, g)))
+                } else {
+                    a
+                };
                 let v = _mm256_add_epi32(*p, _mm256_mullo_epi32(x, ld(wr, g)));
-                *p = if f & 2 != 0 { _mm256_andnot_si256(ld(&t.p0, g), _mm256_or_si256(v, ld(&t.p1, g))) } else { v };
+                *p = if f & 2 != 0 {
+                    _mm256_andnot_si256(ld(&t.p0, g), _mm256_or_si256(v, ld(&t.p1, g)))
+                } else {
+                    v
+                };
             }
         }
         store(&ps)
@@ -474,7 +512,10 @@ mod avx2 {
                 h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 15));
                 h = _mm256_mullo_epi32(h, k2);
                 h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
-                let hit = _mm256_and_si256(_mm256_cmpgt_epi32(rate, _mm256_srli_epi32(h, 5)), ld(&s.active, g));
+                let hit = _mm256_and_si256(
+                    _mm256_cmpgt_epi32(rate, _mm256_srli_epi32(h, 5)),
+                    ld(&s.active, g),
+                );
                 let bit = _mm256_sllv_epi32(one, _mm256_and_si256(h, low5));
                 v = _mm256_xor_si256(v, _mm256_and_si256(hit, bit));
                 hv[g] = _mm256_sub_epi32(hv[g], hit); // hit is -1 or 0

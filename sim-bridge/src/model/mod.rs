@@ -35,7 +35,14 @@ pub struct DeviceConfig {
 impl DeviceConfig {
     /// The configuration `dla_sim_top` is built with for a `rows`x`cols` array.
     pub fn sim(rows: usize, cols: usize) -> Self {
-        DeviceConfig { rows, cols, wmem_bytes: 1 << 20, buf_bytes: 1 << 18, acc_words: 1 << 17, features: 0b0_1111 }
+        DeviceConfig {
+            rows,
+            cols,
+            wmem_bytes: 1 << 20,
+            buf_bytes: 1 << 18,
+            acc_words: 1 << 17,
+            features: 0b0_1111,
+        }
     }
 }
 
@@ -160,7 +167,10 @@ impl Model {
     /// Panics if `rows` or `cols` is 0 or above 255: the protocol carries PE
     /// coordinates and the INFO dims in a u8, so such a device cannot exist.
     pub fn new(cfg: DeviceConfig) -> Self {
-        assert!((1..=255).contains(&cfg.rows) && (1..=255).contains(&cfg.cols), "array dims must be 1..=255");
+        assert!(
+            (1..=255).contains(&cfg.rows) && (1..=255).contains(&cfg.cols),
+            "array dims must be 1..=255"
+        );
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         Model {
             wmem: vec![0; cfg.wmem_bytes],
@@ -183,7 +193,11 @@ impl Model {
     /// Results do not depend on it: every pass number and flip is a pure
     /// function of the request, so threads never interact.
     pub fn set_threads(&mut self, n: usize) {
-        self.threads = if n == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { n };
+        self.threads = if n == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            n
+        };
     }
 
     pub fn threads(&self) -> usize {

@@ -50,7 +50,9 @@ impl Model {
                                 continue;
                             }
                             let w2 = mask8(weight(pr, pc), f.weight);
-                            let mut v = (s[pc] as i32).wrapping_add(sext8(x).wrapping_mul(sext8(w2))) as u32;
+                            let mut v = (s[pc] as i32)
+                                .wrapping_add(sext8(x).wrapping_mul(sext8(w2)))
+                                as u32;
                             if self.seu_rate != 0 {
                                 let h = seu_hash(self.seu_seed, p, m as u32, pr as u32, pc as u32);
                                 if (h >> 5) < self.seu_rate {

@@ -84,7 +84,15 @@ fn write_matrix(model: &mut Model, base: usize, k: usize, n: usize, w: &[i8]) {
     ok(model, OP_WRITE_WEIGHTS, &p);
 }
 
-fn matmul(model: &mut Model, base: u32, m: usize, k: usize, n: usize, rot: (u8, u8), a: &[i8]) -> Vec<i32> {
+fn matmul(
+    model: &mut Model,
+    base: u32,
+    m: usize,
+    k: usize,
+    n: usize,
+    rot: (u8, u8),
+    a: &[i8],
+) -> Vec<i32> {
     decode_i32(&ok(model, OP_MATMUL, &mm_payload(base, m as u16, k as u16, n as u16, rot, a)))
 }
 
@@ -94,7 +102,14 @@ fn state(m: &Model) -> (Vec<u8>, Vec<PeFaults>, u32, u32, u32, Counters) {
 }
 
 fn small(rows: usize, cols: usize) -> Model {
-    Model::new(DeviceConfig { rows, cols, wmem_bytes: 4096, buf_bytes: 8192, acc_words: 1024, features: 0b1111 })
+    Model::new(DeviceConfig {
+        rows,
+        cols,
+        wmem_bytes: 4096,
+        buf_bytes: 8192,
+        acc_words: 1024,
+        features: 0b1111,
+    })
 }
 
 // ------------------------------------------------------- request semantics
@@ -238,7 +253,10 @@ fn reset_clear_and_seu_effects() {
     let mut c = m.clone();
     ok(&mut c, OP_CLEAR_FAULTS, &[]);
     assert!(c.faults.iter().all(|f| *f == PeFaults::default()));
-    assert_eq!((c.seu_rate, c.seu_seed, c.pass, c.counters), (m.seu_rate, m.seu_seed, m.pass, m.counters));
+    assert_eq!(
+        (c.seu_rate, c.seu_seed, c.pass, c.counters),
+        (m.seu_rate, m.seu_seed, m.pass, m.counters)
+    );
 
     // SET_SEU resets p so a run after it reproduces whatever came before.
     let mut c = m.clone();
@@ -363,7 +381,10 @@ fn bypass_passes_act_and_psum_unmasked() {
     // Bypass off again: the faults are back.
     ok(&mut m, OP_SET_BYPASS, &[1, 1, 0]);
     // PE(1,1) multiplies 2*0x11; to its right act = 2|0x40 = 66.
-    assert_eq!(matmul(&mut m, 0, 1, 4, 4, (0, 0), &[1, 2, 3, 4]), vec![10, ((1 + 34) | 0x1000) + 3 + 4, 1 + 66 + 7, 1 + 66 + 7]);
+    assert_eq!(
+        matmul(&mut m, 0, 1, 4, 4, (0, 0), &[1, 2, 3, 4]),
+        vec![10, ((1 + 34) | 0x1000) + 3 + 4, 1 + 66 + 7, 1 + 66 + 7]
+    );
     // SEU at rate 2^27 never flips in a bypassed PE.
     let mut m = ones4();
     ok(&mut m, OP_SET_SEU, &seu_payload(1 << 27, 3));
@@ -484,9 +505,28 @@ fn both(fast: &mut Model, refm: &mut Model, op: u8, p: &[u8], what: &str) {
 
 fn random_case(seed: u64, big: bool) {
     let mut rng = Rng(seed);
-    let dims = [(4, 4), (8, 8), (16, 16), (16, 8), (3, 5), (1, 1), (2, 7), (5, 1), (12, 20), (8, 40), (16, 33)];
+    let dims = [
+        (4, 4),
+        (8, 8),
+        (16, 16),
+        (16, 8),
+        (3, 5),
+        (1, 1),
+        (2, 7),
+        (5, 1),
+        (12, 20),
+        (8, 40),
+        (16, 33),
+    ];
     let (r, c) = dims[rng.below(dims.len() as u64) as usize];
-    let cfg = DeviceConfig { rows: r, cols: c, wmem_bytes: 1 << 16, buf_bytes: 1 << 17, acc_words: 1 << 14, features: 0b1111 };
+    let cfg = DeviceConfig {
+        rows: r,
+        cols: c,
+        wmem_bytes: 1 << 16,
+        buf_bytes: 1 << 17,
+        acc_words: 1 << 14,
+        features: 0b1111,
+    };
     let mut fast = Model::new(cfg);
     fast.set_threads(rng.range(1, 4));
     fast.portable_kernel = rng.chance(0.3);
@@ -529,11 +569,21 @@ fn random_case(seed: u64, big: bool) {
             rng.bytes(mm * kk).into_iter().map(|b| b as i8).collect()
         };
         let p = mm_payload(base, mm as u16, kk as u16, nn as u16, rot, &a);
-        both(&mut fast, &mut refm, OP_MATMUL, &p, &what(&format!("matmul {step} {mm}x{kk}x{nn} rot {rot:?} base {base}")));
+        both(
+            &mut fast,
+            &mut refm,
+            OP_MATMUL,
+            &p,
+            &what(&format!("matmul {step} {mm}x{kk}x{nn} rot {rot:?} base {base}")),
+        );
         // Patch some weights between matmuls (sometimes at the used range).
         let mut patch = vec![];
         for _ in 0..rng.range(0, 20) {
-            let addr = if rng.chance(0.7) { base as u64 + rng.below(span as u64) } else { rng.below(1 << 16) };
+            let addr = if rng.chance(0.7) {
+                base as u64 + rng.below(span as u64)
+            } else {
+                rng.below(1 << 16)
+            };
             patch.extend_from_slice(&(addr as u32).to_le_bytes()[..3]);
             patch.push(rng.next() as u8);
         }
