@@ -29,7 +29,8 @@ use crate::layout::{LayoutError, MatrixLayout};
 use crate::link::{self, DeviceSpec, Link, LinkError};
 use crate::proto::{
     self, decode, encode_request, Counters, Decoded, Frame, Info, Opcode, ProtoError, Request,
-    Site, SkipReason, Status, MATMUL_HEADER_LEN, PATCH_ADDR_LIMIT, PATCH_ENTRY_LEN, REPLY_SYNC,
+    Site, SkipReason, Status, FRAME_OVERHEAD, MATMUL_HEADER_LEN, PATCH_ADDR_LIMIT, PATCH_ENTRY_LEN,
+    REPLY_SYNC,
 };
 
 /// Largest reply accepted before INFO is known.
@@ -188,6 +189,8 @@ pub struct Device {
     opts: ClientOptions,
     seq: u16,
     rx: Vec<u8>,
+    /// Receive scratch buffer, reused across requests.
+    chunk: Vec<u8>,
     info: Option<Info>,
     bytes_sent: u64,
     bytes_received: u64,
@@ -225,6 +228,7 @@ impl Device {
             opts,
             seq: 0,
             rx: Vec::new(),
+            chunk: Vec::new(),
             info: None,
             bytes_sent: 0,
             bytes_received: 0,
@@ -293,17 +297,18 @@ impl Device {
     /// Send one request frame (raw opcode and payload) and return the reply
     /// frame whatever its status, after the retry policy: `BAD_CRC`, timeouts
     /// and garbled replies are retried; other statuses are returned as is.
-    /// `max_reply` bounds the reply payload length the decoder accepts.
+    /// `max_reply` bounds the reply payload length the decoder accepts;
+    /// `work` = (MACs, expected reply bytes) sizes the timeout.
     fn exchange(
         &mut self,
         op: u8,
         payload: &[u8],
+        work: (u64, usize),
         idempotent: bool,
-        macs: u64,
         max_reply: usize,
     ) -> Result<(Frame, u32), DeviceError> {
         let name = Opcode::name_of(op);
-        let timeout = self.opts.timeout_for(payload.len() + max_reply + 20, macs);
+        let timeout = self.opts.timeout_for(payload.len() + work.1 + 2 * FRAME_OVERHEAD, work.0);
         let may_repeat = idempotent || self.opts.retry_non_idempotent;
         let max_attempts = self.opts.retries + 1;
         let mut attempt = 0;
@@ -352,7 +357,20 @@ impl Device {
         max_reply: usize,
     ) -> Result<Frame, Wait> {
         let deadline = Instant::now() + timeout;
-        let mut chunk = vec![0u8; RECV_CHUNK];
+        let mut chunk = std::mem::take(&mut self.chunk);
+        chunk.resize(RECV_CHUNK, 0);
+        let r = self.await_reply_with(seq, deadline, max_reply, &mut chunk);
+        self.chunk = chunk;
+        r
+    }
+
+    fn await_reply_with(
+        &mut self,
+        seq: u16,
+        deadline: Instant,
+        max_reply: usize,
+        chunk: &mut [u8],
+    ) -> Result<Frame, Wait> {
         let mut oversized = None;
         loop {
             // Decode everything already buffered.
@@ -395,7 +413,7 @@ impl Device {
             if now >= deadline {
                 return Err(oversized.unwrap_or(Wait::Timeout));
             }
-            let n = self.link.recv(&mut chunk, deadline - now).map_err(Wait::Io)?;
+            let n = self.link.recv(chunk, deadline - now).map_err(Wait::Io)?;
             if n == 0 {
                 // Links may return early with nothing; don't spin hot.
                 if now.elapsed() < Duration::from_millis(1) {
@@ -416,8 +434,16 @@ impl Device {
     /// tests and differential runs.
     pub fn request_raw(&mut self, op: u8, payload: &[u8]) -> Result<Frame, DeviceError> {
         let max = self.max_reply_len();
-        let idempotent = op != Opcode::Matmul as u8;
-        self.exchange(op, payload, idempotent, 0, max).map(|(f, _)| f)
+        let is_matmul = op == Opcode::Matmul as u8;
+        // Size the timeout from the MATMUL header when there is one.
+        let work = if is_matmul && payload.len() >= MATMUL_HEADER_LEN {
+            let dim = |i: usize| u16::from_le_bytes([payload[i], payload[i + 1]]) as u64;
+            let (m, k, n) = (dim(4), dim(6), dim(8));
+            (m * k * n, (m * n * 4) as usize)
+        } else {
+            (0, proto::INFO_LEN.max(proto::COUNTERS_LEN))
+        };
+        self.exchange(op, payload, work, !is_matmul, max).map(|(f, _)| f)
     }
 
     /// Send a typed request; returns the OK reply payload (length checked).
@@ -430,8 +456,8 @@ impl Device {
         let (f, attempts) = self.exchange(
             req.opcode().code(),
             &req.encode_payload(),
+            (macs, expect),
             req.is_idempotent(),
-            macs,
             expect,
         )?;
         if f.code != Status::Ok as u8 {
