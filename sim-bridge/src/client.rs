@@ -36,7 +36,7 @@ use crate::proto::{
 /// Largest reply accepted before INFO is known.
 const DEFAULT_MAX_REPLY: usize = 1 << 24;
 /// Receive chunk size.
-const RECV_CHUNK: usize = 64 * 1024;
+const RECV_CHUNK: usize = 1 << 20;
 
 /// Retry and timeout policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -372,6 +372,7 @@ impl Device {
         chunk: &mut [u8],
     ) -> Result<Frame, Wait> {
         let mut oversized = None;
+        let mut idle_spins = 0u32;
         loop {
             // Decode everything already buffered.
             let mut at = 0;
@@ -415,15 +416,24 @@ impl Device {
             }
             let n = self.link.recv(chunk, deadline - now).map_err(Wait::Io)?;
             if n == 0 {
-                // Links may return early with nothing; don't spin hot.
-                if now.elapsed() < Duration::from_millis(1) {
-                    std::thread::sleep(
-                        Duration::from_millis(1)
-                            .min(deadline.saturating_duration_since(Instant::now())),
-                    );
+                // A link may return early with nothing (the model link always
+                // does: nothing more will come). Back off only when the call
+                // did no work at all, so links that make progress per call
+                // (a simulator stepping its clock) are never slowed down.
+                if now.elapsed() < Duration::from_micros(20) {
+                    idle_spins += 1;
+                    if idle_spins > 100 {
+                        std::thread::sleep(
+                            Duration::from_micros(500)
+                                .min(deadline.saturating_duration_since(Instant::now())),
+                        );
+                    } else {
+                        std::thread::yield_now();
+                    }
                 }
                 continue;
             }
+            idle_spins = 0;
             self.bytes_received += n as u64;
             self.rx.extend_from_slice(&chunk[..n]);
         }

@@ -15,7 +15,6 @@
 //! a partial frame waits for its remaining bytes forever. Replies are queued
 //! and [`Link::recv`] hands them out without blocking.
 
-use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
@@ -30,7 +29,9 @@ pub struct ModelLink {
     /// Received bytes not yet consumed; `rx[head..]` is live.
     rx: Vec<u8>,
     head: usize,
-    tx: VecDeque<u8>,
+    /// Reply bytes; `tx[tx_head..]` not yet read.
+    tx: Vec<u8>,
+    tx_head: usize,
     frames: u64,
 }
 
@@ -43,7 +44,8 @@ impl ModelLink {
             model: Model::new(cfg),
             rx: Vec::new(),
             head: 0,
-            tx: VecDeque::new(),
+            tx: Vec::new(),
+            tx_head: 0,
             frames: 0,
         }
     }
@@ -65,7 +67,7 @@ impl ModelLink {
 
     /// Reply bytes queued and not yet read.
     pub fn pending_reply_bytes(&self) -> usize {
-        self.tx.len()
+        self.tx.len() - self.tx_head
     }
 
     /// Bytes of a partly received frame waiting for the rest.
@@ -80,7 +82,11 @@ impl ModelLink {
 
     fn reply(&mut self, status: u8, seq: u16, payload: &[u8]) {
         debug_assert!(status == Status::Ok as u8 || payload.is_empty());
-        self.tx.extend(proto::encode_reply(status, seq, payload));
+        if self.tx_head == self.tx.len() {
+            self.tx.clear();
+            self.tx_head = 0;
+        }
+        self.tx.extend_from_slice(&proto::encode_reply(status, seq, payload));
         self.frames += 1;
     }
 
@@ -155,9 +161,12 @@ impl Link for ModelLink {
     }
 
     fn recv(&mut self, buf: &mut [u8], _timeout: Duration) -> io::Result<usize> {
-        let n = buf.len().min(self.tx.len());
-        for (o, b) in buf[..n].iter_mut().zip(self.tx.drain(..n)) {
-            *o = b;
+        let n = buf.len().min(self.tx.len() - self.tx_head);
+        buf[..n].copy_from_slice(&self.tx[self.tx_head..self.tx_head + n]);
+        self.tx_head += n;
+        if self.tx_head == self.tx.len() {
+            self.tx.clear();
+            self.tx_head = 0;
         }
         Ok(n)
     }

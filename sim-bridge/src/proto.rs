@@ -59,9 +59,27 @@ pub const FEATURE_DEFECT_PORT: u32 = 1 << 4;
 
 /// Feed `data` into a running CRC-16/CCITT-FALSE (poly 0x1021, not reflected,
 /// no final xor). Start from [`CRC_INIT`].
+///
+/// Slicing-by-8: the CRC is linear over XOR, so eight bytes fold through eight
+/// tables at once (several times faster than a byte at a time, which matters
+/// for the megabytes of MATMUL frames an in-process link moves).
 pub fn crc16_update(mut crc: u16, data: &[u8]) -> u16 {
-    for &b in data {
-        crc = (crc << 8) ^ CRC_TABLE[((crc >> 8) as u8 ^ b) as usize];
+    let t = &CRC_TABLES;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let x0 = (c[0] ^ (crc >> 8) as u8) as usize;
+        let x1 = (c[1] ^ crc as u8) as usize;
+        crc = t[7][x0]
+            ^ t[6][x1]
+            ^ t[5][c[2] as usize]
+            ^ t[4][c[3] as usize]
+            ^ t[3][c[4] as usize]
+            ^ t[2][c[5] as usize]
+            ^ t[1][c[6] as usize]
+            ^ t[0][c[7] as usize];
+    }
+    for &b in chunks.remainder() {
+        crc = (crc << 8) ^ t[0][((crc >> 8) as u8 ^ b) as usize];
     }
     crc
 }
@@ -74,8 +92,10 @@ pub fn crc16(data: &[u8]) -> u16 {
     crc16_update(CRC_INIT, data)
 }
 
-const CRC_TABLE: [u16; 256] = {
-    let mut t = [0u16; 256];
+/// `CRC_TABLES[0]` is the classic byte table; `CRC_TABLES[k][b]` is the CRC
+/// contribution of byte `b` followed by `k` zero bytes.
+const CRC_TABLES: [[u16; 256]; 8] = {
+    let mut t = [[0u16; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut c = (i as u16) << 8;
@@ -84,8 +104,18 @@ const CRC_TABLE: [u16; 256] = {
             c = if c & 0x8000 != 0 { (c << 1) ^ 0x1021 } else { c << 1 };
             j += 1;
         }
-        t[i] = c;
+        t[0][i] = c;
         i += 1;
+    }
+    let mut k = 1;
+    while k < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev << 8) ^ t[0][(prev >> 8) as usize];
+            i += 1;
+        }
+        k += 1;
     }
     t
 };
@@ -731,5 +761,29 @@ mod tests {
         // Incremental = one-shot.
         let c = crc16_update(crc16_update(CRC_INIT, b"1234"), b"56789");
         assert_eq!(c, 0x29B1);
+    }
+
+    /// Bit-at-a-time definition, to hold the sliced tables to.
+    fn crc16_bitwise(data: &[u8]) -> u16 {
+        let mut crc = CRC_INIT;
+        for &b in data {
+            crc ^= (b as u16) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            }
+        }
+        crc
+    }
+
+    #[test]
+    fn sliced_crc_equals_bitwise_at_every_length_and_split() {
+        let data: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        for len in 0..data.len() {
+            assert_eq!(crc16(&data[..len]), crc16_bitwise(&data[..len]), "len {len}");
+        }
+        for split in 0..40 {
+            let c = crc16_update(crc16_update(CRC_INIT, &data[..split]), &data[split..]);
+            assert_eq!(c, crc16_bitwise(&data), "split {split}");
+        }
     }
 }
