@@ -1,1 +1,94 @@
-//! Shared helpers for the cross-crate tests.
+//! Shared helpers for the cross-crate tests: frame round trips on raw links,
+//! random request generators, and expected-vs-got diffs.
+
+use std::time::{Duration, Instant};
+
+use sim_bridge::link::Link;
+use sim_bridge::proto::{decode, Decoded, REPLY_SYNC};
+use sim_bridge::rng::Rng;
+
+/// How long any test waits for one reply before calling the device hung.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Send raw bytes and collect exactly one reply frame, returned as raw bytes
+/// (garbage before the reply sync byte is an error: devices never send any).
+pub fn roundtrip(link: &mut dyn Link, request: &[u8]) -> Result<Vec<u8>, String> {
+    link.send(request).map_err(|e| format!("{}: send: {e}", link.name()))?;
+    read_reply(link, REPLY_TIMEOUT)
+}
+
+/// Read one whole reply frame (raw bytes) within `timeout`.
+pub fn read_reply(link: &mut dyn Link, timeout: Duration) -> Result<Vec<u8>, String> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        match decode(&buf, REPLY_SYNC, usize::MAX / 2) {
+            Decoded::Frame { consumed, .. } => {
+                if consumed != buf.len() {
+                    return Err(format!(
+                        "{}: {} unexpected bytes after the reply",
+                        link.name(),
+                        buf.len() - consumed
+                    ));
+                }
+                return Ok(buf);
+            }
+            Decoded::Skip { reason, .. } => {
+                return Err(format!("{}: bad reply bytes ({reason:?}): {:02x?}", link.name(), head(&buf)))
+            }
+            Decoded::Incomplete => {}
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(format!("{}: no complete reply within {timeout:?} (got {:02x?})", link.name(), head(&buf)));
+        }
+        let n = link.recv(&mut chunk, deadline - now).map_err(|e| format!("{}: recv: {e}", link.name()))?;
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Everything the link sends within `timeout` (for streams that may hold
+/// several replies or none).
+pub fn drain(link: &mut dyn Link, timeout: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match link.recv(&mut chunk, left) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
+    out
+}
+
+fn head(b: &[u8]) -> &[u8] {
+    &b[..b.len().min(32)]
+}
+
+/// A readable diff of two byte strings: the first differing offset and the
+/// bytes around it from each side.
+pub fn byte_diff(what: &str, expected: &[u8], got: &[u8]) -> String {
+    let at = expected.iter().zip(got).position(|(a, b)| a != b).unwrap_or(expected.len().min(got.len()));
+    let lo = at.saturating_sub(8);
+    format!(
+        "{what}: differ at byte {at} (lengths: expected {}, got {})\n  expected[{lo}..]: {:02x?}\n  got     [{lo}..]: {:02x?}",
+        expected.len(),
+        got.len(),
+        &expected[lo.min(expected.len())..(lo + 32).min(expected.len())],
+        &got[lo.min(got.len())..(lo + 32).min(got.len())],
+    )
+}
+
+/// Random int8 bytes.
+pub fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    let mut v = vec![0i8; n];
+    rng.fill_i8(&mut v);
+    v.into_iter().map(|x| x as u8).collect()
+}
+
+/// Array sizes of the in-process Verilated models built into this binary.
+pub fn sim_sizes() -> Vec<(usize, usize)> {
+    sim_bridge::verilator::built_sizes()
+}
