@@ -1,0 +1,145 @@
+//! Checkpoints: a directory (conventionally `NAME.ckpt/`) holding
+//!
+//! * `weights.safetensors`: `VarStore::save` of the whole model — the float
+//!   master weights `<layer>.weight` [K, N] and `<layer>.bias` [N], and the
+//!   quantization state `<layer>.in_max` (running max |input|, scalar) and
+//!   `<layer>.w_scale` (frozen weight scale, 0 = dynamic);
+//! * `meta.json`: [`CheckpointMeta`] — format tag and version, the
+//!   [`ModelSpec`] to rebuild the model, the layer map (device order, names,
+//!   variable names, K, N, effective scales, conv geometry, host post-ops)
+//!   and free-form `info` (training config, accuracy, ...).
+//!
+//! Loading rebuilds the model from the spec on a fresh `VarStore` and loads
+//! the weights into it; the layer map is checked against the rebuilt model.
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tch::nn;
+
+use crate::error::{Error, Result};
+use crate::model::{ConvGeom, Model, ModelSpec, PostOps};
+
+pub const FORMAT: &str = "faultloop-trainer-checkpoint";
+pub const VERSION: u32 = 1;
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+pub const META_FILE: &str = "meta.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerMeta {
+    pub index: usize,
+    pub name: String,
+    pub weight_var: String,
+    pub bias_var: String,
+    pub in_max_var: String,
+    pub w_scale_var: String,
+    pub k: usize,
+    pub n: usize,
+    pub in_scale: f32,
+    pub w_scale: f32,
+    pub w_scale_frozen: bool,
+    pub conv: Option<ConvGeom>,
+    pub post: PostOps,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    pub format: String,
+    pub version: u32,
+    pub spec: ModelSpec,
+    pub layers: Vec<LayerMeta>,
+    #[serde(default)]
+    pub info: serde_json::Value,
+}
+
+fn layer_map(model: &Model) -> Vec<LayerMeta> {
+    model
+        .layers()
+        .iter()
+        .map(|l| LayerMeta {
+            index: l.index,
+            name: l.name.clone(),
+            weight_var: format!("{}.weight", l.name),
+            bias_var: format!("{}.bias", l.name),
+            in_max_var: format!("{}.in_max", l.name),
+            w_scale_var: format!("{}.w_scale", l.name),
+            k: l.k,
+            n: l.n,
+            in_scale: l.in_scale(),
+            w_scale: l.w_scale(),
+            w_scale_frozen: l.w_scale_frozen(),
+            conv: l.conv,
+            post: l.post,
+        })
+        .collect()
+}
+
+/// Save `model` (built at `vs.root()`) to the directory `dir` (created).
+pub fn save(dir: &Path, vs: &nn::VarStore, model: &Model, info: serde_json::Value) -> Result<()> {
+    let vars = vs.variables();
+    let layers = layer_map(model);
+    for l in &layers {
+        for v in [&l.weight_var, &l.bias_var, &l.in_max_var, &l.w_scale_var] {
+            if !vars.contains_key(v) {
+                return Err(Error::Checkpoint {
+                    path: dir.to_path_buf(),
+                    msg: format!("variable {v} not in the VarStore (build the model at vs.root())"),
+                });
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let wpath = dir.join(WEIGHTS_FILE);
+    vs.save(&wpath).map_err(|e| Error::Checkpoint { path: wpath.clone(), msg: e.to_string() })?;
+    let meta = CheckpointMeta {
+        format: FORMAT.into(),
+        version: VERSION,
+        spec: model.spec.clone(),
+        layers,
+        info,
+    };
+    let mpath = dir.join(META_FILE);
+    let text = serde_json::to_string_pretty(&meta)
+        .map_err(|source| Error::Json { path: mpath.clone(), source })?;
+    std::fs::write(&mpath, text).map_err(|e| Error::io(&mpath, e))
+}
+
+/// Read only `meta.json`.
+pub fn read_meta(dir: &Path) -> Result<CheckpointMeta> {
+    let mpath = dir.join(META_FILE);
+    let text = std::fs::read(&mpath).map_err(|e| Error::io(&mpath, e))?;
+    let meta: CheckpointMeta = serde_json::from_slice(&text)
+        .map_err(|source| Error::Json { path: mpath.clone(), source })?;
+    if meta.format != FORMAT || meta.version != VERSION {
+        return Err(Error::Checkpoint {
+            path: mpath,
+            msg: format!(
+                "format {:?} version {}, expected {FORMAT:?} version {VERSION}",
+                meta.format, meta.version
+            ),
+        });
+    }
+    Ok(meta)
+}
+
+/// Load a checkpoint: a fresh CPU `VarStore`, the model built at its root with
+/// the saved weights and scales, and the metadata.
+pub fn load(dir: &Path) -> Result<(nn::VarStore, Model, CheckpointMeta)> {
+    let meta = read_meta(dir)?;
+    let mut vs = nn::VarStore::new(tch::Device::Cpu);
+    let model = Model::new(&vs.root(), &meta.spec)?;
+    let wpath = dir.join(WEIGHTS_FILE);
+    vs.load(&wpath).map_err(|e| Error::Checkpoint { path: wpath.clone(), msg: e.to_string() })?;
+    let rebuilt = layer_map(&model);
+    let same_map = rebuilt.len() == meta.layers.len()
+        && rebuilt.iter().zip(&meta.layers).all(|(a, b)| {
+            (a.index, &a.name, a.k, a.n, a.conv, a.post)
+                == (b.index, &b.name, b.k, b.n, b.conv, b.post)
+        });
+    if !same_map {
+        return Err(Error::Checkpoint {
+            path: dir.join(META_FILE),
+            msg: "layer map does not match the model rebuilt from its spec".into(),
+        });
+    }
+    Ok((vs, model, meta))
+}
