@@ -1,0 +1,127 @@
+// ArrayRows x ArrayCols weight-stationary systolic array of dla_pe.
+//
+// Activations enter the left edge of each physical row (the controller
+// applies the skew), move right one PE per cycle; partial sums enter the top
+// of each column as 0 and move down one PE per cycle; psum_o carries the
+// bottom row's registers. Weights are written one physical row per cycle.
+module dla_array #(
+  parameter int ArrayRows     = 16,
+  parameter int ArrayCols     = 16,
+  parameter bit HasDefectPort = 1'b0,
+  parameter int RowW          = $clog2(ArrayRows),
+  parameter int ColW          = $clog2(ArrayCols),
+  parameter int FlipW         = $clog2(ArrayRows * ArrayCols + 1)
+) (
+  input  logic                    clk_i,
+  input  logic                    rst_ni,
+  // datapath
+  input  logic                    en_i,
+  input  logic [8*ArrayRows-1:0]  act_i,      // left edge, physical row r in [8r +: 8]
+  output logic [32*ArrayCols-1:0] psum_o,     // bottom edge, physical col c in [32c +: 32]
+  // weight load
+  input  logic                    wload_i,
+  input  logic [RowW-1:0]         wrow_i,
+  input  logic [8*ArrayCols-1:0]  wdata_i,    // physical col c in [8c +: 8]
+  // injected faults
+  input  logic                    clear_i,
+  input  logic                    cfg_we_i,   // SET_FAULT
+  input  logic                    byp_we_i,   // SET_BYPASS
+  input  logic [RowW-1:0]         cfg_row_i,
+  input  logic [ColW-1:0]         cfg_col_i,
+  input  logic [1:0]              cfg_site_i,
+  input  logic [31:0]             cfg_sa0_i,
+  input  logic [31:0]             cfg_sa1_i,
+  input  logic                    byp_i,
+  // hidden defects
+  input  logic                    dft_we_i,
+  input  logic [RowW-1:0]         dft_row_i,
+  input  logic [ColW-1:0]         dft_col_i,
+  input  logic [1:0]              dft_site_i,
+  input  logic [31:0]             dft_sa0_i,
+  input  logic [31:0]             dft_sa1_i,
+  // transient faults
+  input  logic                    seu_en_i,
+  input  logic [31:0]             seu_key_i,
+  input  logic [31:0]             seu_tk_i,
+  input  logic [31:0]             seu_t_i,
+  input  logic [15:0]             seu_m_i,
+  input  logic [27:0]             seu_rate_i,
+  output logic [FlipW-1:0]        nflips_o    // flips this cycle
+);
+
+  localparam int R = ArrayRows;
+  localparam int C = ArrayCols;
+
+  // act_h[r][c]: activation entering PE(r,c) from the left (c = C: right edge, unused)
+  // psum_v[r][c]: partial sum entering PE(r,c) from the top (r = R: bottom edge)
+  logic [8*R*(C+1)-1:0]  act_h;
+  logic [32*(R+1)*C-1:0] psum_v;
+  logic [R*C-1:0]        flip;
+
+  for (genvar r = 0; r < R; r++) begin : g_row
+    assign act_h[8*(r*(C+1)) +: 8] = act_i[8*r +: 8];
+    for (genvar c = 0; c < C; c++) begin : g_col
+      logic sel_cfg, sel_dft;
+      assign sel_cfg = (cfg_row_i == RowW'(r)) && (cfg_col_i == ColW'(c));
+      assign sel_dft = (dft_row_i == RowW'(r)) && (dft_col_i == ColW'(c));
+
+      dla_pe #(
+        .Row          (r),
+        .Col          (c),
+        .HasDefectPort(HasDefectPort)
+      ) u_pe (
+        .clk_i     (clk_i),
+        .rst_ni    (rst_ni),
+        .en_i      (en_i),
+        .act_i     (act_h[8*(r*(C+1)+c) +: 8]),
+        .psum_i    (psum_v[32*(r*C+c) +: 32]),
+        .act_o     (act_h[8*(r*(C+1)+c+1) +: 8]),
+        .psum_o    (psum_v[32*((r+1)*C+c) +: 32]),
+        .wload_i   (wload_i && (wrow_i == RowW'(r))),
+        .wdata_i   (wdata_i[8*c +: 8]),
+        .clear_i   (clear_i),
+        .cfg_we_i  (cfg_we_i && sel_cfg),
+        .cfg_site_i(cfg_site_i),
+        .cfg_sa0_i (cfg_sa0_i),
+        .cfg_sa1_i (cfg_sa1_i),
+        .byp_we_i  (byp_we_i && sel_cfg),
+        .byp_i     (byp_i),
+        .dft_we_i  (dft_we_i && sel_dft),
+        .dft_site_i(dft_site_i),
+        .dft_sa0_i (dft_sa0_i),
+        .dft_sa1_i (dft_sa1_i),
+        .seu_en_i  (seu_en_i),
+        .seu_key_i (seu_key_i),
+        .seu_tk_i  (seu_tk_i),
+        .seu_t_i   (seu_t_i),
+        .seu_m_i   (seu_m_i),
+        .seu_rate_i(seu_rate_i),
+        .flip_o    (flip[r*C+c])
+      );
+    end
+  end
+
+  for (genvar c = 0; c < C; c++) begin : g_edge
+    assign psum_v[32*c +: 32]     = 32'h0;
+    assign psum_o[32*c +: 32]     = psum_v[32*(R*C+c) +: 32];
+  end
+
+  // The right-edge activations leave the array.
+  logic unused_act;
+  always_comb begin
+    unused_act = 1'b0;
+    for (int r = 0; r < R; r++) begin
+      unused_act = unused_act ^ (^act_h[8*(r*(C+1)+C) +: 8]);
+    end
+  end
+
+  always_comb begin
+    nflips_o = '0;
+    if (seu_en_i && en_i) begin
+      for (int i = 0; i < R*C; i++) begin
+        nflips_o = nflips_o + FlipW'(flip[i]);
+      end
+    end
+  end
+
+endmodule

@@ -1,0 +1,1066 @@
+// faultloop DLA core: frame receiver, CRC check, command execution, weight
+// memory, tile controller, banked accumulators and reply serializer.
+// Normative behaviour: docs/protocol.md.
+//
+// Byte stream ports follow docs/protocol.md section 5 (beats of up to
+// StreamBytes bytes, byte 0 in bits 7:0). dla_sim_top exposes them directly.
+//
+// Dimensions (ArrayRows, ArrayCols, WmemBytes, BufBytes, AccWords,
+// StreamBytes) must be powers of two; ArrayRows, ArrayCols >= 2, <= 255;
+// AccWords >= ArrayCols; WmemBytes >= ArrayCols; StreamBytes <= 4*ArrayCols.
+//
+// Memories (behavioural, no reset):
+//   pbuf   BufBytes x 8       request payload; one write beat of StreamBytes
+//                             lanes, narrow read lanes for parsing/streaming
+//   wmem   WmemBytes/C x 8C   one word = one PE row (layout: protocol.md s3);
+//                             byte-enable write port, synchronous read port
+//   acc    C banks of AccWords/C x 32: element a lives in bank a % C, so the
+//                             C consecutive results of one output row (and
+//                             the words of one reply beat) hit C different
+//                             banks: one read and one write port per bank.
+//
+// MATMUL timing per pass (must match the COUNTERS formula M + 2R + C):
+//   TURN   1 cycle        issue the wmem read of tile row 0, per-pass setup
+//   LOAD   R cycles       row i arrives, is written to physical row
+//                         (i + rot_r) mod R rotated by rot_c; read row i+1
+//   STREAM M + R + C - 1  logical activation row t enters (skewed: physical
+//                         row pr delayed pr cycles); bottom outputs are
+//                         de-skewed (column pc delayed C-1-pc cycles) so that
+//                         in cycle t >= R+C-1 the whole output row
+//                         m = t-(R+C-1) is accumulated at once.
+module dla_core #(
+  parameter int ArrayRows     = 16,
+  parameter int ArrayCols     = 16,
+  parameter int WmemBytes     = 1 << 20,
+  parameter int BufBytes      = 1 << 18,
+  parameter int AccWords      = 1 << 17,
+  parameter int StreamBytes   = 8,
+  parameter int IdleTimeout   = 4096,
+  parameter bit HasDefectPort = 1'b0,
+  parameter int CntW          = $clog2(StreamBytes + 1)
+) (
+  input  logic                     clk_i,
+  input  logic                     rst_ni,
+  // request stream
+  input  logic                     in_valid_i,
+  input  logic [8*StreamBytes-1:0] in_data_i,
+  input  logic [CntW-1:0]          in_count_i,
+  output logic                     in_ready_o,
+  output logic [CntW-1:0]          in_max_o,
+  // reply stream
+  output logic                     out_valid_o,
+  output logic [8*StreamBytes-1:0] out_data_o,
+  output logic [CntW-1:0]          out_count_o,
+  input  logic                     out_ready_i,
+  // hidden defect port (board tops; ignored unless HasDefectPort)
+  input  logic                     dft_we_i,
+  input  logic [7:0]               dft_row_i,
+  input  logic [7:0]               dft_col_i,
+  input  logic [1:0]               dft_site_i,
+  input  logic [31:0]              dft_sa0_i,
+  input  logic [31:0]              dft_sa1_i
+);
+
+  // ---------------------------------------------------------------------------
+  // Parameters
+  // ---------------------------------------------------------------------------
+  localparam int R         = ArrayRows;
+  localparam int C         = ArrayCols;
+  localparam int SB        = StreamBytes;
+  localparam int RB        = $clog2(R);
+  localparam int CB        = $clog2(C);
+  localparam int WWords    = WmemBytes / C;
+  localparam int WAW       = $clog2(WWords);
+  localparam int BAW       = $clog2(BufBytes);
+  localparam int AAW       = $clog2(AccWords);
+  localparam int BankWords = AccWords / C;
+  localparam int BKW       = AAW - CB;
+  localparam int RdWords   = (SB >= 4) ? SB / 4 : 1;
+  localparam int IdleW     = $clog2(IdleTimeout + 1);
+  localparam int FlipW     = $clog2(R * C + 1);
+  localparam int HdrB      = (SB > 7) ? SB : 7;     // widths of the reply sources
+  localparam int SpB       = (SB > 24) ? SB : 24;
+  localparam int CrB       = (SB > 2) ? SB : 2;
+  localparam int AccB      = (SB > 4 * RdWords) ? SB : 4 * RdWords;
+
+  localparam logic [31:0] Features = HasDefectPort ? 32'h0000_001F : 32'h0000_000F;
+  localparam logic [31:0] HashK1   = 32'h9E3779B1;
+  localparam logic [31:0] HashK2   = 32'h85EBCA77;
+
+  // Opcodes and status codes
+  localparam logic [7:0] OpInfo     = 8'h01;
+  localparam logic [7:0] OpReset    = 8'h02;
+  localparam logic [7:0] OpWrite    = 8'h03;
+  localparam logic [7:0] OpPatch    = 8'h04;
+  localparam logic [7:0] OpFault    = 8'h05;
+  localparam logic [7:0] OpBypass   = 8'h06;
+  localparam logic [7:0] OpClear    = 8'h07;
+  localparam logic [7:0] OpSeu      = 8'h08;
+  localparam logic [7:0] OpMatmul   = 8'h09;
+  localparam logic [7:0] OpCounters = 8'h0A;
+
+  localparam logic [7:0] StsOk     = 8'd0;
+  localparam logic [7:0] StsBadCrc = 8'd1;
+  localparam logic [7:0] StsBadOp  = 8'd2;
+  localparam logic [7:0] StsBadLen = 8'd3;
+  localparam logic [7:0] StsOor    = 8'd4;
+
+  // Main FSM states
+  localparam logic [3:0] StHunt   = 4'd0;   // drop bytes until 0xA5
+  localparam logic [3:0] StHdr    = 4'd1;   // 7 header bytes
+  localparam logic [3:0] StPay    = 4'd2;   // payload into pbuf
+  localparam logic [3:0] StCrc    = 4'd3;   // 2 CRC bytes
+  localparam logic [3:0] StChk0   = 4'd4;   // latch fields
+  localparam logic [3:0] StChk1   = 4'd5;   // products
+  localparam logic [3:0] StChk2   = 4'd6;   // products
+  localparam logic [3:0] StChk3   = 4'd7;   // decide, execute simple ops
+  localparam logic [3:0] StWrite  = 4'd8;   // WRITE_WEIGHTS, one wmem word per cycle
+  localparam logic [3:0] StPscan  = 4'd9;   // PATCH_WEIGHTS range scan
+  localparam logic [3:0] StPapply = 4'd10;  // PATCH_WEIGHTS apply
+  localparam logic [3:0] StTurn   = 4'd11;  // MATMUL pass: turnaround
+  localparam logic [3:0] StLoad   = 4'd12;  // MATMUL pass: weight load
+  localparam logic [3:0] StStream = 4'd13;  // MATMUL pass: stream and drain
+  localparam logic [3:0] StReply  = 4'd14;  // reply serializer
+
+  localparam logic [1:0] SegSync = 2'd0;
+  localparam logic [1:0] SegHdr  = 2'd1;
+  localparam logic [1:0] SegPay  = 2'd2;
+  localparam logic [1:0] SegCrc  = 2'd3;
+
+  // ---------------------------------------------------------------------------
+  // Registers
+  // ---------------------------------------------------------------------------
+  // control (reset)
+  logic [3:0]       st_d, st_q;
+  logic [1:0]       seg_d, seg_q;
+  logic [2:0]       hcnt_d, hcnt_q;
+  logic [IdleW-1:0] idle_d, idle_q;
+  logic [31:0]      ptr_d, ptr_q;          // rx payload bytes received / CRC bytes
+  logic [15:0]      crc_d, crc_q;
+  logic [27:0]      rate_d, rate_q;
+  logic [31:0]      seed_d, seed_q;
+  logic [31:0]      p_d, p_q;
+  logic [63:0]      cycles_d, cycles_q;
+  logic [63:0]      macs_d, macs_q;
+  logic [63:0]      flips_d, flips_q;
+  logic [3:0]       hrem_d, hrem_q;        // reply header / CRC bytes left
+  logic [31:0]      prem_d, prem_q;        // reply payload bytes left
+  logic             pacc_d, pacc_q;        // reply payload from the accumulators
+  logic [AAW+1:0]   rptr_d, rptr_q;        // reply payload byte pointer
+  logic [15:0]      kt_d, kt_q, nt_d, nt_q;
+  logic [RB-1:0]    lcnt_d, lcnt_q;
+  logic [31:0]      t_d, t_q;              // stream cycle
+  logic [31:0]      tk_d, tk_q;            // t * HashK2
+  logic [WAW-1:0]   wp_d, wp_q;            // wmem word of the current tile
+  logic [BAW-1:0]   aptr_d, aptr_q;        // pbuf offset of activation row t
+  logic [AAW-1:0]   accp_d, accp_q;        // acc element of output row m, column nt*C
+  logic [16:0]      krem_d, krem_q;        // K - kt*R
+  logic [16:0]      nrem_d, nrem_q;        // N - nt*C
+  logic [31:0]      wsrc_d, wsrc_q;        // WRITE_WEIGHTS / PATCH source offset
+  logic [31:0]      wdst_d, wdst_q;        // WRITE_WEIGHTS destination
+  logic [31:0]      wrem_d, wrem_q;        // WRITE_WEIGHTS bytes left
+  // datapath (no reset)
+  logic [55:0]      hdr_d, hdr_q;          // op, seq, len of the request
+  logic [15:0]      rxcrc_d, rxcrc_q;
+  logic             crc_ok_d, crc_ok_q;
+  logic [95:0]      fld_d, fld_q;          // payload bytes 0..11
+  logic [31:0]      mk_d, mk_q, mn_d, mn_q, tiles_d, tiles_q;
+  logic [15:0]      ktn_d, ktn_q, ntn_d, ntn_q;
+  logic [47:0]      mkn_d, mkn_q;
+  logic [31:0]      key_d, key_q;          // seed ^ p * HashK1 for the pass
+  logic [55:0]      hout_d, hout_q;        // reply header bytes still to send
+  logic [191:0]     sp_d, sp_q;            // small reply payload (INFO, COUNTERS)
+
+  // Request fields
+  logic [7:0]  op;
+  logic [31:0] len;
+  logic [31:0] f_u32a, f_u32b, f_sa0, f_sa1;
+  logic [7:0]  f_row, f_col, f_site;
+  logic [15:0] f_m, f_k, f_n;
+  logic [7:0]  f_rotr, f_rotc;
+
+  assign op     = hdr_q[7:0];
+  assign len    = hdr_q[55:24];
+  assign f_u32a = fld_q[31:0];
+  assign f_u32b = fld_q[63:32];
+  assign f_row  = fld_q[7:0];
+  assign f_col  = fld_q[15:8];
+  assign f_site = fld_q[23:16];
+  assign f_sa0  = fld_q[55:24];
+  assign f_sa1  = fld_q[87:56];
+  assign f_m    = fld_q[47:32];
+  assign f_k    = fld_q[63:48];
+  assign f_n    = fld_q[79:64];
+  assign f_rotr = fld_q[87:80];
+  assign f_rotc = fld_q[95:88];
+
+  // ---------------------------------------------------------------------------
+  // Memories
+  // ---------------------------------------------------------------------------
+  logic [7:0]     pbuf_q [BufBytes];
+  logic [8*C-1:0] wmem_q [WWords];
+  logic [8*C-1:0] wm_rdata_q;
+
+  logic [SB-1:0]  pb_we;                   // pbuf write lanes (in_data_i byte i)
+  logic           wm_re;
+  logic [WAW-1:0] wm_raddr, wm_waddr;
+  logic [C-1:0]   wm_be;
+  logic [8*C-1:0] wm_wdata;
+
+  always_ff @(posedge clk_i) begin
+    for (int i = 0; i < SB; i++) begin
+      if (pb_we[i]) begin
+        pbuf_q[BAW'(ptr_q) + BAW'(i)] <= in_data_i[8*i +: 8];
+      end
+    end
+  end
+
+  always_ff @(posedge clk_i) begin
+    for (int l = 0; l < C; l++) begin
+      if (wm_be[l]) begin
+        wmem_q[wm_waddr][8*l +: 8] <= wm_wdata[8*l +: 8];
+      end
+    end
+  end
+
+  always_ff @(posedge clk_i) begin
+    if (wm_re) begin
+      wm_rdata_q <= wmem_q[wm_raddr];
+    end
+  end
+
+  // ---------------------------------------------------------------------------
+  // Stream handshakes
+  // ---------------------------------------------------------------------------
+  logic rx_fire, tx_fire;
+  logic [15:0] in_lo2;                     // first two bytes of the beat
+  logic [31:0] pay_left;
+
+  if (SB >= 2) begin : g_in_wide
+    assign in_lo2 = in_data_i[15:0];
+  end else begin : g_in_byte
+    assign in_lo2 = {8'h00, in_data_i[7:0]};
+  end
+  assign pay_left = len - ptr_q;
+
+  always_comb begin
+    in_ready_o = 1'b0;
+    in_max_o   = '0;
+    case (st_q)
+      StHunt, StHdr: begin
+        in_ready_o = 1'b1;
+        in_max_o   = CntW'(1);
+      end
+      StPay: begin
+        in_ready_o = 1'b1;
+        in_max_o   = (pay_left >= 32'(SB)) ? CntW'(SB) : CntW'(pay_left);
+      end
+      StCrc: begin
+        in_ready_o = 1'b1;
+        in_max_o   = (SB >= 2 && ptr_q == 32'd0) ? CntW'(2) : CntW'(1);
+      end
+      default: ;
+    endcase
+  end
+
+  assign rx_fire = in_valid_i && in_ready_o;
+  assign tx_fire = out_valid_o && out_ready_i;
+
+  // ---------------------------------------------------------------------------
+  // Reply beat
+  // ---------------------------------------------------------------------------
+  logic [32*C-1:0]       acc_lane_rd;       // acc words base+0..C-1 (base per phase)
+  logic [8*HdrB-1:0]     hdr_x;
+  logic [8*SpB-1:0]      sp_x;
+  logic [8*CrB-1:0]      crc_x;
+  logic [8*AccB-1:0]     acc_x;
+
+  always_comb begin
+    out_valid_o = 1'b0;
+    out_data_o  = '0;
+    out_count_o = '0;
+    hdr_x       = '0;
+    sp_x        = '0;
+    crc_x       = '0;
+    acc_x       = '0;
+    if (st_q == StReply) begin
+      out_valid_o = 1'b1;
+      case (seg_q)
+        SegSync: begin
+          out_data_o[7:0] = 8'h5A;
+          out_count_o     = CntW'(1);
+        end
+        SegHdr: begin
+          hdr_x[55:0] = hout_q;
+          out_data_o  = hdr_x[8*SB-1:0];
+          out_count_o = (32'(hrem_q) >= 32'(SB)) ? CntW'(SB) : CntW'(hrem_q);
+        end
+        SegPay: begin
+          out_count_o = (prem_q >= 32'(SB)) ? CntW'(SB) : CntW'(prem_q);
+          if (pacc_q) begin
+            acc_x[32*RdWords-1:0] = acc_lane_rd[32*RdWords-1:0];
+            acc_x      = acc_x >> (32'(rptr_q[1:0]) << 3);
+            out_data_o = acc_x[8*SB-1:0];
+          end else begin
+            sp_x[191:0] = sp_q;
+            out_data_o  = sp_x[8*SB-1:0];
+          end
+        end
+        default: begin  // SegCrc
+          crc_x[15:0] = (hrem_q == 4'd2) ? crc_q : {8'h00, crc_q[15:8]};
+          out_data_o  = crc_x[8*SB-1:0];
+          out_count_o = (32'(hrem_q) >= 32'(SB)) ? CntW'(SB) : CntW'(hrem_q);
+        end
+      endcase
+    end
+  end
+
+  // ---------------------------------------------------------------------------
+  // CRC (one unit: receive and reply never overlap)
+  // ---------------------------------------------------------------------------
+  logic            crc_en;
+  logic [8*SB-1:0] crc_data;
+  logic [CntW-1:0] crc_cnt;
+  logic [15:0]     crc_next;
+
+  always_comb begin
+    crc_en   = 1'b0;
+    crc_data = in_data_i;
+    crc_cnt  = in_count_i;
+    if (st_q == StReply) begin
+      crc_en   = tx_fire && (seg_q == SegHdr || seg_q == SegPay);
+      crc_data = out_data_o;
+      crc_cnt  = out_count_o;
+    end else begin
+      crc_en   = rx_fire && (st_q == StHdr || st_q == StPay);
+    end
+  end
+
+  dla_crc16 #(.Bytes(SB)) u_crc (
+    .en_i   (crc_en),
+    .crc_i  (crc_q),
+    .data_i (crc_data),
+    .count_i(crc_cnt),
+    .crc_o  (crc_next)
+  );
+
+  // ---------------------------------------------------------------------------
+  // Array and its feeds
+  // ---------------------------------------------------------------------------
+  logic             arr_en;
+  logic [8*R-1:0]   act_log, act_phys, act_skew;
+  logic [32*C-1:0]  psum_bot, psum_dsk;
+  logic             wload;
+  logic [RB-1:0]    wrow;
+  logic [8*C-1:0]   wdata_phys;
+  logic             arr_clear, cfg_we, byp_we;
+  logic [FlipW-1:0] nflips;
+  logic             dft_we;
+
+  assign arr_en = (st_q == StStream);
+
+  // Logical activation row t (0 when t >= M or k >= K), rotated onto the
+  // physical rows.
+  always_comb begin
+    logic [RB-1:0] lr;
+    act_log  = '0;
+    act_phys = '0;
+    lr       = '0;
+    if (arr_en) begin
+      if (t_q < {16'h0000, f_m}) begin
+        for (int r = 0; r < R; r++) begin
+          if (17'(r) < krem_q) begin
+            act_log[8*r +: 8] = pbuf_q[aptr_q + BAW'(r)];
+          end
+        end
+      end
+      for (int pr = 0; pr < R; pr++) begin
+        lr = RB'(pr) - f_rotr[RB-1:0];
+        act_phys[8*pr +: 8] = act_log[8*lr +: 8];
+      end
+    end
+  end
+
+  // Skew: physical row pr delayed by pr cycles (row 0 direct).
+  assign act_skew[7:0] = act_phys[7:0];
+  for (genvar pr = 1; pr < R; pr++) begin : g_skew
+    logic [8*pr-1:0] sr_d, sr_q;
+    logic [8*pr+7:0] sr_x;
+    always_comb begin
+      sr_d = sr_q;
+      sr_x = '0;
+      if (arr_en) begin
+        sr_x = {sr_q, act_phys[8*pr +: 8]};
+        sr_d = sr_x[8*pr-1:0];
+      end
+    end
+    always_ff @(posedge clk_i) begin
+      sr_q <= sr_d;
+    end
+    assign act_skew[8*pr +: 8] = sr_q[8*pr-1 -: 8];
+  end
+
+  // De-skew: bottom output of physical column pc delayed by C-1-pc cycles.
+  assign psum_dsk[32*(C-1) +: 32] = psum_bot[32*(C-1) +: 32];
+  for (genvar pc = 0; pc < C - 1; pc++) begin : g_dskew
+    localparam int D = C - 1 - pc;
+    logic [32*D-1:0] sr_d, sr_q;
+    logic [32*D+31:0] sr_x;
+    always_comb begin
+      sr_d = sr_q;
+      sr_x = '0;
+      if (arr_en) begin
+        sr_x = {sr_q, psum_bot[32*pc +: 32]};
+        sr_d = sr_x[32*D-1:0];
+      end
+    end
+    always_ff @(posedge clk_i) begin
+      sr_q <= sr_d;
+    end
+    assign psum_dsk[32*pc +: 32] = sr_q[32*D-1 -: 32];
+  end
+
+  // Weight tile row lcnt, rotated by rot_c onto the physical columns.
+  always_comb begin
+    logic [CB-1:0] lc;
+    wdata_phys = '0;
+    wrow       = '0;
+    lc         = '0;
+    if (wload) begin
+      wrow = lcnt_q + f_rotr[RB-1:0];
+      for (int pc = 0; pc < C; pc++) begin
+        lc = CB'(pc) - f_rotc[CB-1:0];
+        wdata_phys[8*pc +: 8] = wm_rdata_q[8*lc +: 8];
+      end
+    end
+  end
+
+  assign dft_we = HasDefectPort && dft_we_i && (32'(dft_row_i) < 32'(R)) &&
+                  (32'(dft_col_i) < 32'(C)) && (dft_site_i != 2'd3);
+
+  dla_array #(
+    .ArrayRows    (R),
+    .ArrayCols    (C),
+    .HasDefectPort(HasDefectPort)
+  ) u_array (
+    .clk_i     (clk_i),
+    .rst_ni    (rst_ni),
+    .en_i      (arr_en),
+    .act_i     (act_skew),
+    .psum_o    (psum_bot),
+    .wload_i   (wload),
+    .wrow_i    (wrow),
+    .wdata_i   (wdata_phys),
+    .clear_i   (arr_clear),
+    .cfg_we_i  (cfg_we),
+    .byp_we_i  (byp_we),
+    .cfg_row_i (f_row[RB-1:0]),
+    .cfg_col_i (f_col[CB-1:0]),
+    .cfg_site_i(f_site[1:0]),
+    .cfg_sa0_i (f_sa0),
+    .cfg_sa1_i (f_sa1),
+    .byp_i     (f_site[0]),
+    .dft_we_i  (dft_we),
+    .dft_row_i (dft_row_i[RB-1:0]),
+    .dft_col_i (dft_col_i[CB-1:0]),
+    .dft_site_i(dft_site_i),
+    .dft_sa0_i (dft_sa0_i),
+    .dft_sa1_i (dft_sa1_i),
+    .seu_en_i  (rate_q != 28'd0),
+    .seu_key_i (key_q),
+    .seu_tk_i  (tk_q),
+    .seu_t_i   (t_q),
+    .seu_m_i   (f_m),
+    .seu_rate_i(rate_q),
+    .nflips_o  (nflips)
+  );
+
+  // ---------------------------------------------------------------------------
+  // Banked accumulators
+  // ---------------------------------------------------------------------------
+  logic            acc_wr;                 // accumulate this cycle (row m valid)
+  logic [C-1:0]    acc_we;                 // per logical lane
+  logic [32*C-1:0] acc_wdata;              // per logical lane
+  logic [AAW-1:0]  acc_base;               // element of lane 0
+  logic [32*C-1:0] bank_rdata;             // per bank
+
+  assign acc_wr   = arr_en && (t_q >= 32'(R + C - 1));
+  assign acc_base = (st_q == StReply) ? rptr_q[AAW+1:2] : accp_q;
+
+  for (genvar b = 0; b < C; b++) begin : g_acc_bank
+    logic [31:0]    mem_q [BankWords];
+    logic [CB-1:0]  lane;
+    logic [AAW-1:0] elem;
+    logic [BKW-1:0] row;
+
+    assign lane = CB'(b) - acc_base[CB-1:0];
+    assign elem = acc_base + AAW'(lane);
+    assign row  = elem[AAW-1:CB];
+    assign bank_rdata[32*b +: 32] = mem_q[row];
+
+    always_ff @(posedge clk_i) begin
+      if (acc_we[lane]) begin
+        mem_q[row] <= acc_wdata[32*lane +: 32];
+      end
+    end
+  end
+
+  // lane c reads bank (acc_base + c) mod C
+  always_comb begin
+    logic [CB-1:0] bk;
+    acc_lane_rd = '0;
+    bk          = '0;
+    if (acc_wr || st_q == StReply) begin
+      for (int c = 0; c < C; c++) begin
+        bk = CB'(c) + acc_base[CB-1:0];
+        acc_lane_rd[32*c +: 32] = bank_rdata[32*bk +: 32];
+      end
+    end
+  end
+
+  // Output row m: logical column c sits on physical column (c + rot_c) mod C.
+  always_comb begin
+    logic [CB-1:0] pc;
+    acc_we    = '0;
+    acc_wdata = '0;
+    pc        = '0;
+    if (acc_wr) begin
+      for (int c = 0; c < C; c++) begin
+        if (17'(c) < nrem_q) begin
+          pc = CB'(c) + f_rotc[CB-1:0];
+          acc_we[c] = 1'b1;
+          acc_wdata[32*c +: 32] = psum_dsk[32*pc +: 32];
+          if (kt_q != 16'd0) begin
+            acc_wdata[32*c +: 32] = acc_wdata[32*c +: 32] + acc_lane_rd[32*c +: 32];
+          end
+        end
+      end
+    end
+  end
+
+  // ---------------------------------------------------------------------------
+  // Main FSM
+  // ---------------------------------------------------------------------------
+  logic        rep_go;
+  logic [7:0]  rep_sts;
+  logic [31:0] rep_len;
+  logic        rep_acc;
+  logic [7:0]  pb0, pb1, pb2, pb3;         // pbuf[wsrc + 0..3]
+  logic [23:0] patch_addr;
+  logic [47:0] wbytes_end;
+  logic [32:0] write_end;
+  logic [31:0] nb, room;
+  logic [7:0]  sts;
+  logic        fault_bad;
+
+  always_comb begin
+    pb0 = '0;
+    pb1 = '0;
+    pb2 = '0;
+    pb3 = '0;
+    if (st_q == StPscan || st_q == StPapply) begin
+      pb0 = pbuf_q[BAW'(wsrc_q)];
+      pb1 = pbuf_q[BAW'(wsrc_q) + BAW'(1)];
+      pb2 = pbuf_q[BAW'(wsrc_q) + BAW'(2)];
+      pb3 = pbuf_q[BAW'(wsrc_q) + BAW'(3)];
+    end
+  end
+  assign patch_addr = {pb2, pb1, pb0};
+
+  always_comb begin
+    // defaults: hold
+    st_d     = st_q;
+    seg_d    = seg_q;
+    hcnt_d   = hcnt_q;
+    idle_d   = idle_q;
+    ptr_d    = ptr_q;
+    crc_d    = crc_q;
+    rate_d   = rate_q;
+    seed_d   = seed_q;
+    p_d      = p_q;
+    cycles_d = cycles_q;
+    macs_d   = macs_q;
+    flips_d  = flips_q;
+    hrem_d   = hrem_q;
+    prem_d   = prem_q;
+    pacc_d   = pacc_q;
+    rptr_d   = rptr_q;
+    kt_d     = kt_q;
+    nt_d     = nt_q;
+    lcnt_d   = lcnt_q;
+    t_d      = t_q;
+    tk_d     = tk_q;
+    wp_d     = wp_q;
+    aptr_d   = aptr_q;
+    accp_d   = accp_q;
+    krem_d   = krem_q;
+    nrem_d   = nrem_q;
+    wsrc_d   = wsrc_q;
+    wdst_d   = wdst_q;
+    wrem_d   = wrem_q;
+    hdr_d    = hdr_q;
+    rxcrc_d  = rxcrc_q;
+    crc_ok_d = crc_ok_q;
+    fld_d    = fld_q;
+    mk_d     = mk_q;
+    mn_d     = mn_q;
+    tiles_d  = tiles_q;
+    ktn_d    = ktn_q;
+    ntn_d    = ntn_q;
+    mkn_d    = mkn_q;
+    key_d    = key_q;
+    hout_d   = hout_q;
+    sp_d     = sp_q;
+    // strobes
+    pb_we     = '0;
+    wm_re     = 1'b0;
+    wm_raddr  = wp_q;
+    wm_waddr  = '0;
+    wm_be     = '0;
+    wm_wdata  = '0;
+    wload     = 1'b0;
+    arr_clear = 1'b0;
+    cfg_we    = 1'b0;
+    byp_we    = 1'b0;
+    rep_go    = 1'b0;
+    rep_sts   = StsOk;
+    rep_len   = '0;
+    rep_acc   = 1'b0;
+    wbytes_end = '0;
+    write_end  = '0;
+    nb         = '0;
+    room       = '0;
+    sts        = StsOk;
+    fault_bad  = 1'b0;
+
+    case (st_q)
+      // ----------------------------------------------------------- receive
+      StHunt: begin
+        if (rx_fire && in_data_i[7:0] == 8'hA5) begin
+          st_d   = StHdr;
+          hcnt_d = '0;
+          idle_d = '0;
+          crc_d  = 16'hFFFF;
+        end
+      end
+
+      StHdr, StPay, StCrc: begin
+        if (!rx_fire) begin
+          idle_d = idle_q + IdleW'(1);
+          if (idle_q == IdleW'(IdleTimeout - 1)) begin
+            st_d = StHunt;      // drop the partial frame silently
+          end
+        end else begin
+          idle_d = '0;
+          if (st_q == StHdr) begin
+            crc_d  = crc_next;
+            hdr_d  = {in_data_i[7:0], hdr_q[55:8]};
+            hcnt_d = hcnt_q + 3'd1;
+            if (hcnt_q == 3'd6) begin
+              ptr_d = '0;
+              if (hdr_d[55:24] > 32'(BufBytes)) begin
+                rep_go  = 1'b1;
+                rep_sts = StsBadLen;
+              end else if (hdr_d[55:24] == 32'd0) begin
+                st_d = StCrc;
+              end else begin
+                st_d = StPay;
+              end
+            end
+          end else if (st_q == StPay) begin
+            crc_d = crc_next;
+            for (int i = 0; i < SB; i++) begin
+              pb_we[i] = (32'(i) < 32'(in_count_i));
+            end
+            ptr_d = ptr_q + 32'(in_count_i);
+            if (ptr_d == len) begin
+              ptr_d = '0;
+              st_d  = StCrc;
+            end
+          end else begin  // StCrc
+            if (ptr_q == 32'd0) begin
+              rxcrc_d[7:0] = in_lo2[7:0];
+              if (in_count_i == CntW'(2)) begin
+                rxcrc_d[15:8] = in_lo2[15:8];
+              end
+            end else begin
+              rxcrc_d[15:8] = in_lo2[7:0];
+            end
+            ptr_d = ptr_q + 32'(in_count_i);
+            if (ptr_d == 32'd2) begin
+              st_d = StChk0;
+            end
+          end
+        end
+      end
+
+      // ------------------------------------------------------------- check
+      StChk0: begin
+        crc_ok_d = (crc_q == rxcrc_q);
+        for (int i = 0; i < 12; i++) begin
+          fld_d[8*i +: 8] = pbuf_q[BAW'(i)];
+        end
+        st_d = StChk1;
+      end
+
+      StChk1: begin
+        mk_d  = 32'(f_m) * 32'(f_k);
+        mn_d  = 32'(f_m) * 32'(f_n);
+        ktn_d = 16'((17'(f_k) + 17'(R - 1)) >> RB);
+        ntn_d = 16'((17'(f_n) + 17'(C - 1)) >> CB);
+        st_d  = StChk2;
+      end
+
+      StChk2: begin
+        tiles_d = 32'(ktn_q) * 32'(ntn_q);
+        mkn_d   = 48'(mk_q) * 48'(f_n);
+        st_d    = StChk3;
+      end
+
+      StChk3: begin
+        wbytes_end = 48'(f_u32a) + (48'(tiles_q) << (RB + CB));
+        write_end  = 33'(f_u32a) + 33'(len) - 33'd4;
+        fault_bad  = (32'(f_row) >= 32'(R)) || (32'(f_col) >= 32'(C)) || (f_site > 8'd2) ||
+                     ((f_site != 8'd0) && ((f_sa0[31:8] != 24'd0) || (f_sa1[31:8] != 24'd0))) ||
+                     ((f_sa0 & f_sa1) != 32'd0);
+        // status, in the order of protocol.md section 1 rule 3
+        if (!crc_ok_q) begin
+          sts = StsBadCrc;
+        end else begin
+          case (op)
+            OpInfo, OpReset, OpClear, OpCounters: begin
+              if (len != 32'd0) sts = StsBadLen;
+            end
+            OpWrite: begin
+              if (len < 32'd4) sts = StsBadLen;
+              else if (write_end > 33'(WmemBytes)) sts = StsOor;
+            end
+            OpPatch: begin
+              if (len[1:0] != 2'b00) sts = StsBadLen;
+            end
+            OpFault: begin
+              if (len != 32'd11) sts = StsBadLen;
+              else if (fault_bad) sts = StsOor;
+            end
+            OpBypass: begin
+              if (len != 32'd3) sts = StsBadLen;
+              else if ((32'(f_row) >= 32'(R)) || (32'(f_col) >= 32'(C)) || (f_site > 8'd1)) begin
+                sts = StsOor;
+              end
+            end
+            OpSeu: begin
+              if (len != 32'd8) sts = StsBadLen;
+              else if (f_u32a > 32'h0800_0000) sts = StsOor;
+            end
+            OpMatmul: begin
+              if (len < 32'd14 || 33'(len) != 33'(mk_q) + 33'd14) sts = StsBadLen;
+              else if (f_m == 16'd0 || f_k == 16'd0 || f_n == 16'd0 ||
+                       32'(f_rotr) >= 32'(R) || 32'(f_rotc) >= 32'(C) ||
+                       f_u32a[CB-1:0] != '0 ||
+                       wbytes_end > 48'(WmemBytes) ||
+                       mn_q > 32'(AccWords)) begin
+                sts = StsOor;
+              end
+            end
+            default: sts = StsBadOp;
+          endcase
+        end
+
+        rep_go  = 1'b1;
+        rep_sts = sts;
+        if (sts == StsOk) begin
+          case (op)
+            OpInfo: begin
+              rep_len = 32'd20;
+              sp_d    = {32'h0, Features, 32'(AccWords), 32'(BufBytes), 32'(WmemBytes),
+                         8'(C), 8'(R), 8'h01, 8'h01};
+            end
+            OpCounters: begin
+              rep_len = 32'd24;
+              sp_d    = {flips_q, macs_q, cycles_q};
+            end
+            OpReset: begin
+              arr_clear = 1'b1;
+              rate_d    = '0;
+              seed_d    = '0;
+              p_d       = '0;
+              cycles_d  = '0;
+              macs_d    = '0;
+              flips_d   = '0;
+            end
+            OpClear: begin
+              arr_clear = 1'b1;
+            end
+            OpFault: begin
+              cfg_we = 1'b1;
+            end
+            OpBypass: begin
+              byp_we = 1'b1;
+            end
+            OpSeu: begin
+              rate_d = f_u32a[27:0];
+              seed_d = f_u32b;
+              p_d    = '0;
+            end
+            OpWrite: begin
+              if (len != 32'd4) begin
+                rep_go = 1'b0;
+                st_d   = StWrite;
+                wsrc_d = 32'd4;
+                wdst_d = f_u32a;
+                wrem_d = len - 32'd4;
+              end
+            end
+            OpPatch: begin
+              if (len != 32'd0) begin
+                rep_go = 1'b0;
+                st_d   = StPscan;
+                wsrc_d = '0;
+              end
+            end
+            OpMatmul: begin
+              rep_go = 1'b0;
+              st_d   = StTurn;
+              macs_d = macs_q + 64'(mkn_q);
+              kt_d   = '0;
+              nt_d   = '0;
+              wp_d   = WAW'(f_u32a >> CB);
+            end
+            default: ;
+          endcase
+        end
+      end
+
+      // ------------------------------------------------------ weight writes
+      StWrite: begin
+        room = 32'(C) - 32'(wdst_q[CB-1:0]);
+        nb   = (wrem_q < room) ? wrem_q : room;
+        wm_waddr = WAW'(wdst_q >> CB);
+        for (int l = 0; l < C; l++) begin
+          if (32'(l) >= 32'(wdst_q[CB-1:0]) && 32'(l) - 32'(wdst_q[CB-1:0]) < nb) begin
+            wm_be[l] = 1'b1;
+            wm_wdata[8*l +: 8] = pbuf_q[BAW'(wsrc_q) + BAW'(l) - BAW'(wdst_q[CB-1:0])];
+          end
+        end
+        wsrc_d = wsrc_q + nb;
+        wdst_d = wdst_q + nb;
+        wrem_d = wrem_q - nb;
+        if (wrem_q == nb) begin
+          rep_go = 1'b1;
+        end
+      end
+
+      StPscan: begin
+        wsrc_d = wsrc_q + 32'd4;
+        if (32'(patch_addr) >= 32'(WmemBytes)) begin
+          rep_go  = 1'b1;
+          rep_sts = StsOor;
+        end else if (wsrc_d == len) begin
+          st_d   = StPapply;
+          wsrc_d = '0;
+        end
+      end
+
+      StPapply: begin
+        wm_waddr = WAW'(patch_addr >> CB);
+        wm_be[patch_addr[CB-1:0]] = 1'b1;
+        wm_wdata = {C{pb3}};
+        wsrc_d = wsrc_q + 32'd4;
+        if (wsrc_d == len) begin
+          rep_go = 1'b1;
+        end
+      end
+
+      // ------------------------------------------------------------ MATMUL
+      StTurn: begin
+        cycles_d = cycles_q + 64'd1;
+        wm_re    = 1'b1;
+        wm_raddr = wp_q;
+        key_d    = seed_q ^ (p_q * HashK1);
+        t_d      = '0;
+        tk_d     = '0;
+        lcnt_d   = '0;
+        krem_d   = 17'(f_k) - (17'(kt_q) << RB);
+        nrem_d   = 17'(f_n) - (17'(nt_q) << CB);
+        aptr_d   = BAW'(14) + BAW'(32'(kt_q) << RB);
+        accp_d   = AAW'(32'(nt_q) << CB);
+        st_d     = StLoad;
+      end
+
+      StLoad: begin
+        cycles_d = cycles_q + 64'd1;
+        wload    = 1'b1;
+        wm_re    = 1'b1;
+        wm_raddr = wp_q + WAW'(lcnt_q) + WAW'(1);
+        lcnt_d   = lcnt_q + RB'(1);
+        if (lcnt_q == RB'(R - 1)) begin
+          st_d = StStream;
+        end
+      end
+
+      StStream: begin
+        cycles_d = cycles_q + 64'd1;
+        flips_d  = flips_q + 64'(nflips);
+        t_d      = t_q + 32'd1;
+        tk_d     = tk_q + HashK2;
+        if (t_q < {16'h0000, f_m}) begin
+          aptr_d = aptr_q + BAW'(f_k);
+        end
+        if (acc_wr) begin
+          accp_d = accp_q + AAW'(f_n);
+        end
+        if (t_q == 32'(f_m) + 32'(R + C - 2)) begin
+          // end of pass
+          p_d  = p_q + 32'd1;
+          wp_d = wp_q + WAW'(R);
+          st_d = StTurn;
+          if (kt_q == ktn_q - 16'd1) begin
+            kt_d = '0;
+            nt_d = nt_q + 16'd1;
+            if (nt_q == ntn_q - 16'd1) begin
+              rep_go  = 1'b1;
+              rep_len = mn_q << 2;
+              rep_acc = 1'b1;
+            end
+          end else begin
+            kt_d = kt_q + 16'd1;
+          end
+        end
+      end
+
+      // ------------------------------------------------------------- reply
+      StReply: begin
+        if (tx_fire) begin
+          case (seg_q)
+            SegSync: begin
+              seg_d  = SegHdr;
+              hrem_d = 4'd7;
+              crc_d  = 16'hFFFF;
+            end
+            SegHdr: begin
+              crc_d  = crc_next;
+              hout_d = hout_q >> (8 * 32'(out_count_o));
+              hrem_d = hrem_q - 4'(out_count_o);
+              if (hrem_d == 4'd0) begin
+                if (prem_q != 32'd0) begin
+                  seg_d = SegPay;
+                end else begin
+                  seg_d  = SegCrc;
+                  hrem_d = 4'd2;
+                end
+              end
+            end
+            SegPay: begin
+              crc_d  = crc_next;
+              sp_d   = sp_q >> (8 * 32'(out_count_o));
+              rptr_d = rptr_q + (AAW+2)'(out_count_o);
+              prem_d = prem_q - 32'(out_count_o);
+              if (prem_d == 32'd0) begin
+                seg_d  = SegCrc;
+                hrem_d = 4'd2;
+              end
+            end
+            default: begin  // SegCrc
+              hrem_d = hrem_q - 4'(out_count_o);
+              if (hrem_d == 4'd0) begin
+                st_d = StHunt;
+              end
+            end
+          endcase
+        end
+      end
+
+      default: st_d = StHunt;
+    endcase
+
+    if (rep_go) begin
+      st_d   = StReply;
+      seg_d  = SegSync;
+      hout_d = {rep_len, hdr_d[23:8], rep_sts};
+      prem_d = rep_len;
+      pacc_d = rep_acc;
+      rptr_d = '0;
+    end
+  end
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) begin
+      st_q     <= StHunt;
+      seg_q    <= SegSync;
+      hcnt_q   <= '0;
+      idle_q   <= '0;
+      ptr_q    <= '0;
+      crc_q    <= 16'hFFFF;
+      rate_q   <= '0;
+      seed_q   <= '0;
+      p_q      <= '0;
+      cycles_q <= '0;
+      macs_q   <= '0;
+      flips_q  <= '0;
+      hrem_q   <= '0;
+      prem_q   <= '0;
+      pacc_q   <= 1'b0;
+      rptr_q   <= '0;
+      kt_q     <= '0;
+      nt_q     <= '0;
+      lcnt_q   <= '0;
+      t_q      <= '0;
+      tk_q     <= '0;
+      wp_q     <= '0;
+      aptr_q   <= '0;
+      accp_q   <= '0;
+      krem_q   <= '0;
+      nrem_q   <= '0;
+      wsrc_q   <= '0;
+      wdst_q   <= '0;
+      wrem_q   <= '0;
+    end else begin
+      st_q     <= st_d;
+      seg_q    <= seg_d;
+      hcnt_q   <= hcnt_d;
+      idle_q   <= idle_d;
+      ptr_q    <= ptr_d;
+      crc_q    <= crc_d;
+      rate_q   <= rate_d;
+      seed_q   <= seed_d;
+      p_q      <= p_d;
+      cycles_q <= cycles_d;
+      macs_q   <= macs_d;
+      flips_q  <= flips_d;
+      hrem_q   <= hrem_d;
+      prem_q   <= prem_d;
+      pacc_q   <= pacc_d;
+      rptr_q   <= rptr_d;
+      kt_q     <= kt_d;
+      nt_q     <= nt_d;
+      lcnt_q   <= lcnt_d;
+      t_q      <= t_d;
+      tk_q     <= tk_d;
+      wp_q     <= wp_d;
+      aptr_q   <= aptr_d;
+      accp_q   <= accp_d;
+      krem_q   <= krem_d;
+      nrem_q   <= nrem_d;
+      wsrc_q   <= wsrc_d;
+      wdst_q   <= wdst_d;
+      wrem_q   <= wrem_d;
+    end
+  end
+
+  always_ff @(posedge clk_i) begin
+    hdr_q    <= hdr_d;
+    rxcrc_q  <= rxcrc_d;
+    crc_ok_q <= crc_ok_d;
+    fld_q    <= fld_d;
+    mk_q     <= mk_d;
+    mn_q     <= mn_d;
+    tiles_q  <= tiles_d;
+    ktn_q    <= ktn_d;
+    ntn_q    <= ntn_d;
+    mkn_q    <= mkn_d;
+    key_q    <= key_d;
+    hout_q   <= hout_d;
+    sp_q     <= sp_d;
+  end
+
+endmodule

@@ -1,0 +1,271 @@
+// One processing element of the weight-stationary systolic array
+// (docs/protocol.md section 4).
+//
+//  * act_i enters from the left; the PE multiplies its INPUT act_i and
+//    registers (act_i masked by the act stuck-at masks) into act_q, which
+//    feeds only the PEs to its right.
+//  * psum_i enters from the top; psum_q = mask_psum(psum_i + act_i * w' [^ flip]).
+//  * The weight register is loaded (through the weight masks) while the
+//    controller loads a tile; it is held while the array computes.
+//  * Bypass forwards psum_i and act_i unmasked, still one register per PE, so
+//    the array timing does not depend on the bypass map; a bypassed PE does no
+//    MAC and no flip.
+//  * Transient flips: the counter-based hash of (seed, pass p, activation row
+//    m, Row, Col); the controller supplies key = seed ^ p*K1 and tk = t*K2 for
+//    the stream cycle t, the PE processes row m = t - Row - Col, so
+//    m*K2 = tk - (Row+Col)*K2 and only the mixing multiplies are per PE.
+//
+// Masks: v' = (v | sa1) & ~sa0, where sa0/sa1 are the injected masks (SET_FAULT,
+// cleared by RESET/CLEAR_FAULTS) OR-ed with the hidden defect masks (only when
+// HasDefectPort; cleared by rst_ni only).
+module dla_pe #(
+  parameter int Row           = 0,
+  parameter int Col           = 0,
+  parameter bit HasDefectPort = 1'b0
+) (
+  input  logic        clk_i,
+  input  logic        rst_ni,
+  // systolic datapath
+  input  logic        en_i,         // advance one step (stream phase)
+  input  logic [7:0]  act_i,
+  input  logic [31:0] psum_i,
+  output logic [7:0]  act_o,
+  output logic [31:0] psum_o,
+  // weight load (row already selected by the array)
+  input  logic        wload_i,
+  input  logic [7:0]  wdata_i,
+  // injected faults (writes already decoded to this PE)
+  input  logic        clear_i,      // clear injected masks and bypass
+  input  logic        cfg_we_i,
+  input  logic [1:0]  cfg_site_i,   // 0 psum, 1 act, 2 weight
+  input  logic [31:0] cfg_sa0_i,
+  input  logic [31:0] cfg_sa1_i,
+  input  logic        byp_we_i,
+  input  logic        byp_i,
+  // hidden defects (decoded to this PE; ignored unless HasDefectPort)
+  input  logic        dft_we_i,
+  input  logic [1:0]  dft_site_i,
+  input  logic [31:0] dft_sa0_i,
+  input  logic [31:0] dft_sa1_i,
+  // transient faults
+  input  logic        seu_en_i,     // rate != 0
+  input  logic [31:0] seu_key_i,    // seed ^ p * 0x9E3779B1
+  input  logic [31:0] seu_tk_i,     // t * 0x85EBCA77
+  input  logic [31:0] seu_t_i,      // stream cycle t
+  input  logic [15:0] seu_m_i,      // M of the running MATMUL
+  input  logic [27:0] seu_rate_i,   // flip if (h >> 5) < rate
+  output logic        flip_o
+);
+
+  localparam logic [31:0] RcK2 = (32'(Row) + 32'(Col)) * 32'h85EBCA77;
+  localparam logic [31:0] IdK3 = ((32'(Row) << 8) | 32'(Col)) * 32'hC2B2AE3D;
+  localparam logic [31:0] RowCol = 32'(Row) + 32'(Col);
+
+  // ---------------------------------------------------------------------------
+  // Fault configuration registers (control: reset)
+  // ---------------------------------------------------------------------------
+  logic [31:0] ps_sa0_d, ps_sa0_q, ps_sa1_d, ps_sa1_q;
+  logic [7:0]  ac_sa0_d, ac_sa0_q, ac_sa1_d, ac_sa1_q;
+  logic [7:0]  wt_sa0_d, wt_sa0_q, wt_sa1_d, wt_sa1_q;
+  logic        byp_d, byp_q;
+
+  always_comb begin
+    ps_sa0_d = ps_sa0_q;
+    ps_sa1_d = ps_sa1_q;
+    ac_sa0_d = ac_sa0_q;
+    ac_sa1_d = ac_sa1_q;
+    wt_sa0_d = wt_sa0_q;
+    wt_sa1_d = wt_sa1_q;
+    byp_d    = byp_q;
+    if (clear_i) begin
+      ps_sa0_d = '0;
+      ps_sa1_d = '0;
+      ac_sa0_d = '0;
+      ac_sa1_d = '0;
+      wt_sa0_d = '0;
+      wt_sa1_d = '0;
+      byp_d    = 1'b0;
+    end else begin
+      if (cfg_we_i) begin
+        case (cfg_site_i)
+          2'd0: begin
+            ps_sa0_d = cfg_sa0_i;
+            ps_sa1_d = cfg_sa1_i;
+          end
+          2'd1: begin
+            ac_sa0_d = cfg_sa0_i[7:0];
+            ac_sa1_d = cfg_sa1_i[7:0];
+          end
+          2'd2: begin
+            wt_sa0_d = cfg_sa0_i[7:0];
+            wt_sa1_d = cfg_sa1_i[7:0];
+          end
+          default: ;
+        endcase
+      end
+      if (byp_we_i) begin
+        byp_d = byp_i;
+      end
+    end
+  end
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) begin
+      ps_sa0_q <= '0;
+      ps_sa1_q <= '0;
+      ac_sa0_q <= '0;
+      ac_sa1_q <= '0;
+      wt_sa0_q <= '0;
+      wt_sa1_q <= '0;
+      byp_q    <= 1'b0;
+    end else begin
+      ps_sa0_q <= ps_sa0_d;
+      ps_sa1_q <= ps_sa1_d;
+      ac_sa0_q <= ac_sa0_d;
+      ac_sa1_q <= ac_sa1_d;
+      wt_sa0_q <= wt_sa0_d;
+      wt_sa1_q <= wt_sa1_d;
+      byp_q    <= byp_d;
+    end
+  end
+
+  // Effective masks (injected | hidden defect).
+  logic [31:0] ps_sa0, ps_sa1;
+  logic [7:0]  ac_sa0, ac_sa1, wt_sa0, wt_sa1;
+
+  if (HasDefectPort) begin : g_dft
+    logic [31:0] dps_sa0_d, dps_sa0_q, dps_sa1_d, dps_sa1_q;
+    logic [7:0]  dac_sa0_d, dac_sa0_q, dac_sa1_d, dac_sa1_q;
+    logic [7:0]  dwt_sa0_d, dwt_sa0_q, dwt_sa1_d, dwt_sa1_q;
+
+    always_comb begin
+      dps_sa0_d = dps_sa0_q;
+      dps_sa1_d = dps_sa1_q;
+      dac_sa0_d = dac_sa0_q;
+      dac_sa1_d = dac_sa1_q;
+      dwt_sa0_d = dwt_sa0_q;
+      dwt_sa1_d = dwt_sa1_q;
+      if (dft_we_i) begin
+        case (dft_site_i)
+          2'd0: begin
+            dps_sa0_d = dft_sa0_i;
+            dps_sa1_d = dft_sa1_i;
+          end
+          2'd1: begin
+            dac_sa0_d = dft_sa0_i[7:0];
+            dac_sa1_d = dft_sa1_i[7:0];
+          end
+          2'd2: begin
+            dwt_sa0_d = dft_sa0_i[7:0];
+            dwt_sa1_d = dft_sa1_i[7:0];
+          end
+          default: ;
+        endcase
+      end
+    end
+
+    always_ff @(posedge clk_i) begin
+      if (!rst_ni) begin
+        dps_sa0_q <= '0;
+        dps_sa1_q <= '0;
+        dac_sa0_q <= '0;
+        dac_sa1_q <= '0;
+        dwt_sa0_q <= '0;
+        dwt_sa1_q <= '0;
+      end else begin
+        dps_sa0_q <= dps_sa0_d;
+        dps_sa1_q <= dps_sa1_d;
+        dac_sa0_q <= dac_sa0_d;
+        dac_sa1_q <= dac_sa1_d;
+        dwt_sa0_q <= dwt_sa0_d;
+        dwt_sa1_q <= dwt_sa1_d;
+      end
+    end
+
+    assign ps_sa0 = ps_sa0_q | dps_sa0_q;
+    assign ps_sa1 = ps_sa1_q | dps_sa1_q;
+    assign ac_sa0 = ac_sa0_q | dac_sa0_q;
+    assign ac_sa1 = ac_sa1_q | dac_sa1_q;
+    assign wt_sa0 = wt_sa0_q | dwt_sa0_q;
+    assign wt_sa1 = wt_sa1_q | dwt_sa1_q;
+  end else begin : g_no_dft
+    assign ps_sa0 = ps_sa0_q;
+    assign ps_sa1 = ps_sa1_q;
+    assign ac_sa0 = ac_sa0_q;
+    assign ac_sa1 = ac_sa1_q;
+    assign wt_sa0 = wt_sa0_q;
+    assign wt_sa1 = wt_sa1_q;
+
+    logic unused_dft;
+    assign unused_dft = ^{dft_we_i, dft_site_i, dft_sa0_i, dft_sa1_i};
+  end
+
+  // ---------------------------------------------------------------------------
+  // Datapath (no reset)
+  // ---------------------------------------------------------------------------
+  logic [7:0]  act_d, act_q;
+  logic [31:0] psum_d, psum_q;
+  logic [7:0]  w_d, w_q;
+
+  // Weight register: loaded through the weight masks (a MATMUL always reloads
+  // the tile, so masking at load equals masking at use).
+  always_comb begin
+    w_d = w_q;
+    if (wload_i) begin
+      w_d = (wdata_i | wt_sa1) & ~wt_sa0;
+    end
+  end
+
+  logic [15:0] prod;
+  logic [31:0] sum;
+  logic [31:0] h, m_idx;
+  logic        flip;
+
+  assign prod = 16'($signed(act_i) * $signed(w_q));
+
+  always_comb begin
+    act_d  = act_q;
+    psum_d = psum_q;
+    sum    = '0;
+    h      = '0;
+    m_idx  = '0;
+    flip   = 1'b0;
+    if (en_i) begin
+      if (byp_q) begin
+        act_d  = act_i;
+        psum_d = psum_i;
+      end else begin
+        act_d = (act_i | ac_sa1) & ~ac_sa0;
+        sum   = psum_i + {{16{prod[15]}}, prod};
+        if (seu_en_i) begin
+          // Counter-based hash (docs/protocol.md "Transient-flip hash").
+          m_idx = seu_t_i - RowCol;
+          h = seu_key_i ^ (seu_tk_i - RcK2) ^ IdK3;
+          h = h ^ (h >> 16);
+          h = h * 32'h7FEB352D;
+          h = h ^ (h >> 15);
+          h = h * 32'h846CA68B;
+          h = h ^ (h >> 16);
+          // Only rows 0 <= m < M are real MACs (t < Row+Col wraps to a huge m).
+          if (m_idx < {16'h0000, seu_m_i}
+              && {1'b0, h[31:5]} < seu_rate_i) begin
+            flip = 1'b1;
+            sum  = sum ^ (32'h1 << h[4:0]);
+          end
+        end
+        psum_d = (sum | ps_sa1) & ~ps_sa0;
+      end
+    end
+  end
+
+  always_ff @(posedge clk_i) begin
+    act_q  <= act_d;
+    psum_q <= psum_d;
+    w_q    <= w_d;
+  end
+
+  assign act_o  = act_q;
+  assign psum_o = psum_q;
+  assign flip_o = flip;
+
+endmodule
