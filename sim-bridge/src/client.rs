@@ -734,6 +734,6 @@ mod tests {
         let e = Device::open("fpga:1").unwrap_err().to_string();
         assert!(e.contains("'fpga:1'"), "{e}");
         let e = Device::open("tcp://h:5").unwrap_err().to_string();
-        assert!(e.contains("tcp://h:5") && e.contains("not supported"), "{e}");
+        assert!(e.contains("tcp://h:5"), "{e}");
     }
 }

@@ -76,7 +76,9 @@
 //! # Ok(())
 //! # }
 //! ```
+pub mod bridge;
 pub mod client;
+pub mod faulty;
 pub mod faultmap;
 pub mod layout;
 pub mod link;
@@ -84,4 +86,6 @@ pub mod model;
 pub mod model_link;
 pub mod proto;
 pub mod rng;
+pub mod serial;
+pub mod tcp;
 pub mod verilator;

@@ -8,6 +8,10 @@
 //! Device strings ([`DeviceSpec`]): `sim` (in-process Verilator, 16×16),
 //! `sim:RxC`, `model` (golden model, 16×16), `model:RxC`,
 //! `serial:/dev/ttyUSB0[@baud]` (default 115200 baud), `tcp://host:port`.
+//!
+//! `tcp://` needs the bridge's token: [`OpenOptions::token`] or
+//! [`OpenOptions::token_file`] for [`open_with`], else the environment
+//! variable `FAULTLOOP_TOKEN` (see [`crate::tcp`]).
 
 use std::fmt;
 use std::io;
@@ -74,6 +78,20 @@ pub enum LinkError {
     /// A backend this build cannot open yet.
     #[error("{device}: {what} links are not supported yet")]
     Unsupported { device: String, what: &'static str },
+    /// The serial port could not be opened.
+    #[error("{device}: {source}")]
+    Serial {
+        device: String,
+        #[source]
+        source: crate::serial::SerialError,
+    },
+    /// The remote bridge could not be reached or refused us.
+    #[error("{device}: {source}")]
+    Tcp {
+        device: String,
+        #[source]
+        source: crate::tcp::TcpError,
+    },
     /// An I/O error while opening.
     #[error("{device}: {source}")]
     Io {
@@ -181,13 +199,49 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
-/// Open a link to the device a spec names.
+/// How to open links beyond what the device string says.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// The bridge token for `tcp://` (takes precedence over everything else).
+    pub token: Option<crate::tcp::Token>,
+    /// A file holding the bridge token for `tcp://` (used when `token` is
+    /// unset; the environment variable `FAULTLOOP_TOKEN` is the fallback).
+    pub token_file: Option<std::path::PathBuf>,
+    /// Connect and handshake timeout for `tcp://` (default 5 s).
+    pub connect_timeout: Option<Duration>,
+    /// Serial port settings for `serial:`.
+    pub serial: crate::serial::SerialOptions,
+}
+
+impl OpenOptions {
+    /// The token for a `tcp://` link: `token`, else `token_file`, else the
+    /// environment.
+    pub fn resolve_token(&self) -> Result<crate::tcp::Token, crate::tcp::TcpError> {
+        use crate::tcp::{TcpError, Token};
+        if let Some(t) = &self.token {
+            return Ok(t.clone());
+        }
+        if let Some(p) = &self.token_file {
+            return Ok(Token::from_file(p)?);
+        }
+        Token::from_env()?.ok_or(TcpError::NoToken)
+    }
+}
+
+/// Open a link to the device a spec names, with default [`OpenOptions`]
+/// (a `tcp://` token from `FAULTLOOP_TOKEN`).
 ///
 /// `Sim` opens the Verilated RTL of that size, `Model` the golden model with
 /// [`DeviceConfig::sim`](crate::model::DeviceConfig::sim) (so INFO matches the
-/// RTL of the same size byte for byte). Serial and TCP links are not
-/// supported by this build yet.
+/// RTL of the same size byte for byte), `Serial` the port
+/// ([`crate::serial::SerialLink`]), `Tcp` a remote bridge
+/// ([`crate::tcp::TcpLink`]).
 pub fn open(spec: &DeviceSpec) -> Result<Box<dyn Link>, LinkError> {
+    open_with(spec, &OpenOptions::default())
+}
+
+/// Open a link with explicit options.
+pub fn open_with(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Box<dyn Link>, LinkError> {
     match spec {
         DeviceSpec::Sim { rows, cols } => {
             let link = crate::verilator::SimLink::open(*rows, *cols)
@@ -197,11 +251,17 @@ pub fn open(spec: &DeviceSpec) -> Result<Box<dyn Link>, LinkError> {
         DeviceSpec::Model { rows, cols } => {
             Ok(Box::new(crate::model_link::ModelLink::sim(*rows, *cols)))
         }
-        DeviceSpec::Serial { .. } => {
-            Err(LinkError::Unsupported { device: spec.to_string(), what: "serial" })
+        DeviceSpec::Serial { path, baud } => {
+            let link = crate::serial::SerialLink::open_with(path, *baud, &opts.serial)
+                .map_err(|source| LinkError::Serial { device: spec.to_string(), source })?;
+            Ok(Box::new(link))
         }
-        DeviceSpec::Tcp { .. } => {
-            Err(LinkError::Unsupported { device: spec.to_string(), what: "tcp" })
+        DeviceSpec::Tcp { addr } => {
+            let tcp = |source| LinkError::Tcp { device: spec.to_string(), source };
+            let token = opts.resolve_token().map_err(tcp)?;
+            let timeout = opts.connect_timeout.unwrap_or(crate::tcp::DEFAULT_CONNECT_TIMEOUT);
+            let link = crate::tcp::TcpLink::connect(addr, &token, timeout).map_err(tcp)?;
+            Ok(Box::new(link))
         }
     }
 }
@@ -271,11 +331,18 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_backends_are_errors() {
-        for s in ["serial:/dev/null", "tcp://127.0.0.1:9"] {
-            let e = open_str(s).err().expect(s).to_string();
-            assert!(e.contains("not supported yet"), "{e}");
-        }
+    fn serial_and_tcp_open_errors_are_clear() {
+        let e = open_str("serial:/dev/faultloop-no-such-port").err().unwrap().to_string();
+        assert!(e.contains("/dev/faultloop-no-such-port") && e.contains("does not exist"), "{e}");
+        let opts = OpenOptions {
+            token_file: Some("/nonexistent/faultloop-token".into()),
+            ..Default::default()
+        };
+        let e = open_with(&p("tcp://127.0.0.1:9"), &opts).err().unwrap().to_string();
+        assert!(
+            e.contains("tcp://127.0.0.1:9") && e.contains("/nonexistent/faultloop-token"),
+            "{e}"
+        );
     }
 
     #[test]
