@@ -93,15 +93,24 @@ fn element(rng: &mut Rng, seq: u16) -> Vec<u8> {
         }
     };
     match rng.below(8) {
-        0 => random_bytes(rng, rng.index(48)),
+        0 => {
+            let n = rng.index(48);
+            random_bytes(rng, n)
+        }
         1 => {
             let mut f = valid(rng);
             let i = 1 + rng.index(f.len() - 1);
             f[i] ^= 1 << rng.below(8);
             f
         }
-        2 => encode_request(0x0B + rng.below(0xF4) as u8, seq, &random_bytes(rng, rng.index(6))),
-        3 => encode_request(0x01u8, seq, &random_bytes(rng, 1 + rng.index(5))),
+        2 => {
+            let (op, n) = (0x0B + rng.below(0xF4) as u8, rng.index(6));
+            encode_request(op, seq, &random_bytes(rng, n))
+        }
+        3 => {
+            let n = 1 + rng.index(5);
+            encode_request(0x01u8, seq, &random_bytes(rng, n))
+        }
         4 => {
             let mut h = vec![0xA5, rng.below(11) as u8];
             h.extend_from_slice(&seq.to_le_bytes());
