@@ -8,8 +8,6 @@ module dla_array #(
   parameter int ArrayRows     = 16,
   parameter int ArrayCols     = 16,
   parameter bit HasDefectPort = 1'b0,
-  parameter int RowW          = $clog2(ArrayRows),
-  parameter int ColW          = $clog2(ArrayCols),
   parameter int FlipW         = $clog2(ArrayRows * ArrayCols + 1)
 ) (
   input  logic                    clk_i,
@@ -20,22 +18,22 @@ module dla_array #(
   output logic [32*ArrayCols-1:0] psum_o,     // bottom edge, physical col c in [32c +: 32]
   // weight load
   input  logic                    wload_i,
-  input  logic [RowW-1:0]         wrow_i,
+  input  logic [7:0]              wrow_i,
   input  logic [8*ArrayCols-1:0]  wdata_i,    // physical col c in [8c +: 8]
   // injected faults
   input  logic                    clear_i,
   input  logic                    cfg_we_i,   // SET_FAULT
   input  logic                    byp_we_i,   // SET_BYPASS
-  input  logic [RowW-1:0]         cfg_row_i,
-  input  logic [ColW-1:0]         cfg_col_i,
+  input  logic [7:0]              cfg_row_i,
+  input  logic [7:0]              cfg_col_i,
   input  logic [1:0]              cfg_site_i,
   input  logic [31:0]             cfg_sa0_i,
   input  logic [31:0]             cfg_sa1_i,
   input  logic                    byp_i,
   // hidden defects
   input  logic                    dft_we_i,
-  input  logic [RowW-1:0]         dft_row_i,
-  input  logic [ColW-1:0]         dft_col_i,
+  input  logic [7:0]              dft_row_i,
+  input  logic [7:0]              dft_col_i,
   input  logic [1:0]              dft_site_i,
   input  logic [31:0]             dft_sa0_i,
   input  logic [31:0]             dft_sa1_i,
@@ -57,14 +55,13 @@ module dla_array #(
   logic [8*R*(C+1)-1:0]  act_h;
   logic [32*(R+1)*C-1:0] psum_v;
   logic [R*C-1:0]        flip;
+  logic                  cfg_any;
+
+  assign cfg_any = clear_i || cfg_we_i || byp_we_i || dft_we_i;
 
   for (genvar r = 0; r < R; r++) begin : g_row
     assign act_h[8*(r*(C+1)) +: 8] = act_i[8*r +: 8];
     for (genvar c = 0; c < C; c++) begin : g_col
-      logic sel_cfg, sel_dft;
-      assign sel_cfg = (cfg_row_i == RowW'(r)) && (cfg_col_i == ColW'(c));
-      assign sel_dft = (dft_row_i == RowW'(r)) && (dft_col_i == ColW'(c));
-
       dla_pe #(
         .Row          (r),
         .Col          (c),
@@ -77,16 +74,22 @@ module dla_array #(
         .psum_i    (psum_v[32*(r*C+c) +: 32]),
         .act_o     (act_h[8*(r*(C+1)+c+1) +: 8]),
         .psum_o    (psum_v[32*((r+1)*C+c) +: 32]),
-        .wload_i   (wload_i && (wrow_i == RowW'(r))),
+        .wload_i   (wload_i),
+        .wrow_i    (wrow_i),
         .wdata_i   (wdata_i[8*c +: 8]),
+        .cfg_any_i (cfg_any),
+        .cfg_row_i (cfg_row_i),
+        .cfg_col_i (cfg_col_i),
         .clear_i   (clear_i),
-        .cfg_we_i  (cfg_we_i && sel_cfg),
+        .cfg_we_i  (cfg_we_i),
         .cfg_site_i(cfg_site_i),
         .cfg_sa0_i (cfg_sa0_i),
         .cfg_sa1_i (cfg_sa1_i),
-        .byp_we_i  (byp_we_i && sel_cfg),
+        .byp_we_i  (byp_we_i),
         .byp_i     (byp_i),
-        .dft_we_i  (dft_we_i && sel_dft),
+        .dft_we_i  (dft_we_i),
+        .dft_row_i (dft_row_i),
+        .dft_col_i (dft_col_i),
         .dft_site_i(dft_site_i),
         .dft_sa0_i (dft_sa0_i),
         .dft_sa1_i (dft_sa1_i),

@@ -201,7 +201,7 @@ module dla_core #(
   logic [8*C-1:0] wmem_q [WWords];
   logic [8*C-1:0] wm_rdata_q;
 
-  logic [SB-1:0]  pb_we;                   // pbuf write lanes (in_data_i byte i)
+  logic [SB-1:0]  pb_we;                   // pbuf write lanes (ib_data_q byte i)
   logic           wm_re;
   logic [WAW-1:0] wm_raddr, wm_waddr;
   logic [C-1:0]   wm_be;
@@ -210,7 +210,7 @@ module dla_core #(
   always_ff @(posedge clk_i) begin
     for (int i = 0; i < SB; i++) begin
       if (pb_we[i]) begin
-        pbuf_q[BAW'(ptr_q) + BAW'(i)] <= in_data_i[8*i +: 8];
+        pbuf_q[BAW'(ptr_q) + BAW'(i)] <= ib_data_q[8*i +: 8];
       end
     end
   end
@@ -231,40 +231,116 @@ module dla_core #(
 
   // ---------------------------------------------------------------------------
   // Stream handshakes
+  //
+  // Both directions are registered at the port, so no logic of the core
+  // depends combinationally on a port input (which also keeps the Verilated
+  // model's input-combinational region tiny):
+  //  * in: a beat accepted at cycle t is held in ib_* and consumed by the
+  //    receiver at t+1. in_ready_o/in_max_o are therefore computed from the
+  //    receiver's NEXT state (st_d, ptr_d, len of hdr_d); the beat is always
+  //    consumed at t+1 (no idle timeout can fire in a cycle with a beat).
+  //  * out: a 2-entry FIFO between the reply serializer and the port.
   // ---------------------------------------------------------------------------
-  logic rx_fire, tx_fire;
-  logic [15:0] in_lo2;                     // first two bytes of the beat
-  logic [31:0] pay_left;
+  logic            rx_fire, tx_fire;
+  logic            ib_valid_q;               // control
+  logic [8*SB-1:0] ib_data_q;                // datapath
+  logic [CntW-1:0] ib_count_q;
+  logic [15:0]     in_lo2;                   // first two bytes of the beat
+  logic            srl_valid, srl_ready;
+  logic [8*SB-1:0] srl_data;
+  logic [CntW-1:0] srl_count;
 
   if (SB >= 2) begin : g_in_wide
-    assign in_lo2 = in_data_i[15:0];
+    assign in_lo2 = ib_data_q[15:0];
   end else begin : g_in_byte
-    assign in_lo2 = {8'h00, in_data_i[7:0]};
+    assign in_lo2 = {8'h00, ib_data_q[7:0]};
   end
-  assign pay_left = len - ptr_q;
+
+  // Receiver acceptance as a function of the receiver state.
+  function automatic logic [CntW:0] rx_accept(input logic [3:0] st, input logic [31:0] left,
+                                              input logic [31:0] ptr);
+    // {ready, max}
+    rx_accept = '0;
+    case (st)
+      StHunt, StHdr: rx_accept = {1'b1, CntW'(1)};
+      StPay:         rx_accept = {1'b1, (left >= 32'(SB)) ? CntW'(SB) : CntW'(left)};
+      StCrc:         rx_accept = {1'b1, (SB >= 2 && ptr == 32'd0) ? CntW'(2) : CntW'(1)};
+      default:       rx_accept = '0;
+    endcase
+  endfunction
+
+  logic [CntW:0] acc_next;
+  assign acc_next   = rx_accept(st_d, hdr_d[55:24] - ptr_d, ptr_d);
+  assign in_ready_o = acc_next[CntW];
+  assign in_max_o   = acc_next[CntW-1:0];
+
+  assign rx_fire = ib_valid_q;
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) begin
+      ib_valid_q <= 1'b0;
+    end else begin
+      ib_valid_q <= in_valid_i && in_ready_o;
+    end
+  end
+
+  always_ff @(posedge clk_i) begin
+    if (in_valid_i && in_ready_o) begin
+      ib_data_q  <= in_data_i;
+      ib_count_q <= in_count_i;
+    end
+  end
+
+  // Reply FIFO (2 entries).
+  logic [1:0]      ocnt_d, ocnt_q;
+  logic [8*SB-1:0] o0_data_d, o0_data_q, o1_data_d, o1_data_q;
+  logic [CntW-1:0] o0_cnt_d, o0_cnt_q, o1_cnt_d, o1_cnt_q;
+  logic            pop;
+
+  assign srl_ready   = (ocnt_q != 2'd2);
+  assign tx_fire     = srl_valid && srl_ready;
+  assign out_valid_o = (ocnt_q != 2'd0);
+  assign out_data_o  = o0_data_q;
+  assign out_count_o = o0_cnt_q;
+  assign pop         = out_valid_o && out_ready_i;
 
   always_comb begin
-    in_ready_o = 1'b0;
-    in_max_o   = '0;
-    case (st_q)
-      StHunt, StHdr: begin
-        in_ready_o = 1'b1;
-        in_max_o   = CntW'(1);
+    ocnt_d    = ocnt_q;
+    o0_data_d = o0_data_q;
+    o0_cnt_d  = o0_cnt_q;
+    o1_data_d = o1_data_q;
+    o1_cnt_d  = o1_cnt_q;
+    if (pop) begin
+      o0_data_d = o1_data_q;
+      o0_cnt_d  = o1_cnt_q;
+      ocnt_d    = ocnt_q - 2'd1;
+    end
+    if (tx_fire) begin
+      if (ocnt_d == 2'd0) begin
+        o0_data_d = srl_data;
+        o0_cnt_d  = srl_count;
+      end else begin
+        o1_data_d = srl_data;
+        o1_cnt_d  = srl_count;
       end
-      StPay: begin
-        in_ready_o = 1'b1;
-        in_max_o   = (pay_left >= 32'(SB)) ? CntW'(SB) : CntW'(pay_left);
-      end
-      StCrc: begin
-        in_ready_o = 1'b1;
-        in_max_o   = (SB >= 2 && ptr_q == 32'd0) ? CntW'(2) : CntW'(1);
-      end
-      default: ;
-    endcase
+      ocnt_d = ocnt_d + 2'd1;
+    end
   end
 
-  assign rx_fire = in_valid_i && in_ready_o;
-  assign tx_fire = out_valid_o && out_ready_i;
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) begin
+      ocnt_q <= '0;
+    end else begin
+      ocnt_q <= ocnt_d;
+    end
+  end
+
+  always_ff @(posedge clk_i) begin
+    o0_data_q <= o0_data_d;
+    o0_cnt_q  <= o0_cnt_d;
+    o1_data_q <= o1_data_d;
+    o1_cnt_q  <= o1_cnt_d;
+  end
 
   // ---------------------------------------------------------------------------
   // Reply beat
@@ -276,40 +352,40 @@ module dla_core #(
   logic [8*AccB-1:0]     acc_x;
 
   always_comb begin
-    out_valid_o = 1'b0;
-    out_data_o  = '0;
-    out_count_o = '0;
+    srl_valid = 1'b0;
+    srl_data  = '0;
+    srl_count = '0;
     hdr_x       = '0;
     sp_x        = '0;
     crc_x       = '0;
     acc_x       = '0;
     if (st_q == StReply) begin
-      out_valid_o = 1'b1;
+      srl_valid = 1'b1;
       case (seg_q)
         SegSync: begin
-          out_data_o[7:0] = 8'h5A;
-          out_count_o     = CntW'(1);
+          srl_data[7:0] = 8'h5A;
+          srl_count     = CntW'(1);
         end
         SegHdr: begin
           hdr_x[55:0] = hout_q;
-          out_data_o  = hdr_x[8*SB-1:0];
-          out_count_o = (32'(hrem_q) >= 32'(SB)) ? CntW'(SB) : CntW'(hrem_q);
+          srl_data  = hdr_x[8*SB-1:0];
+          srl_count = (32'(hrem_q) >= 32'(SB)) ? CntW'(SB) : CntW'(hrem_q);
         end
         SegPay: begin
-          out_count_o = (prem_q >= 32'(SB)) ? CntW'(SB) : CntW'(prem_q);
+          srl_count = (prem_q >= 32'(SB)) ? CntW'(SB) : CntW'(prem_q);
           if (pacc_q) begin
             acc_x[32*RdWords-1:0] = acc_lane_rd[32*RdWords-1:0];
             acc_x      = acc_x >> (32'(rptr_q[1:0]) << 3);
-            out_data_o = acc_x[8*SB-1:0];
+            srl_data = acc_x[8*SB-1:0];
           end else begin
             sp_x[191:0] = sp_q;
-            out_data_o  = sp_x[8*SB-1:0];
+            srl_data  = sp_x[8*SB-1:0];
           end
         end
         default: begin  // SegCrc
           crc_x[15:0] = (hrem_q == 4'd2) ? crc_q : {8'h00, crc_q[15:8]};
-          out_data_o  = crc_x[8*SB-1:0];
-          out_count_o = (32'(hrem_q) >= 32'(SB)) ? CntW'(SB) : CntW'(hrem_q);
+          srl_data  = crc_x[8*SB-1:0];
+          srl_count = (32'(hrem_q) >= 32'(SB)) ? CntW'(SB) : CntW'(hrem_q);
         end
       endcase
     end
@@ -325,12 +401,12 @@ module dla_core #(
 
   always_comb begin
     crc_en   = 1'b0;
-    crc_data = in_data_i;
-    crc_cnt  = in_count_i;
+    crc_data = ib_data_q;
+    crc_cnt  = ib_count_q;
     if (st_q == StReply) begin
       crc_en   = tx_fire && (seg_q == SegHdr || seg_q == SegPay);
-      crc_data = out_data_o;
-      crc_cnt  = out_count_o;
+      crc_data = srl_data;
+      crc_cnt  = srl_count;
     end else begin
       crc_en   = rx_fire && (st_q == StHdr || st_q == StPay);
     end
@@ -351,7 +427,7 @@ module dla_core #(
   logic [8*R-1:0]   act_log, act_phys, act_skew;
   logic [32*C-1:0]  psum_bot, psum_dsk;
   logic             wload;
-  logic [RB-1:0]    wrow;
+  logic [7:0]       wrow;
   logic [8*C-1:0]   wdata_phys;
   logic             arr_clear, cfg_we, byp_we;
   logic [FlipW-1:0] nflips;
@@ -427,7 +503,7 @@ module dla_core #(
     wrow       = '0;
     lc         = '0;
     if (wload) begin
-      wrow = lcnt_q + f_rotr[RB-1:0];
+      wrow = 8'(RB'(lcnt_q + f_rotr[RB-1:0]));
       for (int pc = 0; pc < C; pc++) begin
         lc = CB'(pc) - f_rotc[CB-1:0];
         wdata_phys[8*pc +: 8] = wm_rdata_q[8*lc +: 8];
@@ -454,15 +530,15 @@ module dla_core #(
     .clear_i   (arr_clear),
     .cfg_we_i  (cfg_we),
     .byp_we_i  (byp_we),
-    .cfg_row_i (f_row[RB-1:0]),
-    .cfg_col_i (f_col[CB-1:0]),
+    .cfg_row_i (f_row),
+    .cfg_col_i (f_col),
     .cfg_site_i(f_site[1:0]),
     .cfg_sa0_i (f_sa0),
     .cfg_sa1_i (f_sa1),
     .byp_i     (f_site[0]),
     .dft_we_i  (dft_we),
-    .dft_row_i (dft_row_i[RB-1:0]),
-    .dft_col_i (dft_col_i[CB-1:0]),
+    .dft_row_i (dft_row_i),
+    .dft_col_i (dft_col_i),
     .dft_site_i(dft_site_i),
     .dft_sa0_i (dft_sa0_i),
     .dft_sa1_i (dft_sa1_i),
@@ -636,7 +712,7 @@ module dla_core #(
     case (st_q)
       // ----------------------------------------------------------- receive
       StHunt: begin
-        if (rx_fire && in_data_i[7:0] == 8'hA5) begin
+        if (rx_fire && ib_data_q[7:0] == 8'hA5) begin
           st_d   = StHdr;
           hcnt_d = '0;
           idle_d = '0;
@@ -654,7 +730,7 @@ module dla_core #(
           idle_d = '0;
           if (st_q == StHdr) begin
             crc_d  = crc_next;
-            hdr_d  = {in_data_i[7:0], hdr_q[55:8]};
+            hdr_d  = {ib_data_q[7:0], hdr_q[55:8]};
             hcnt_d = hcnt_q + 3'd1;
             if (hcnt_q == 3'd6) begin
               ptr_d = '0;
@@ -670,9 +746,9 @@ module dla_core #(
           end else if (st_q == StPay) begin
             crc_d = crc_next;
             for (int i = 0; i < SB; i++) begin
-              pb_we[i] = (32'(i) < 32'(in_count_i));
+              pb_we[i] = (32'(i) < 32'(ib_count_q));
             end
-            ptr_d = ptr_q + 32'(in_count_i);
+            ptr_d = ptr_q + 32'(ib_count_q);
             if (ptr_d == len) begin
               ptr_d = '0;
               st_d  = StCrc;
@@ -680,13 +756,13 @@ module dla_core #(
           end else begin  // StCrc
             if (ptr_q == 32'd0) begin
               rxcrc_d[7:0] = in_lo2[7:0];
-              if (in_count_i == CntW'(2)) begin
+              if (ib_count_q == CntW'(2)) begin
                 rxcrc_d[15:8] = in_lo2[15:8];
               end
             end else begin
               rxcrc_d[15:8] = in_lo2[7:0];
             end
-            ptr_d = ptr_q + 32'(in_count_i);
+            ptr_d = ptr_q + 32'(ib_count_q);
             if (ptr_d == 32'd2) begin
               st_d = StChk0;
             end
@@ -939,8 +1015,8 @@ module dla_core #(
             end
             SegHdr: begin
               crc_d  = crc_next;
-              hout_d = hout_q >> (8 * 32'(out_count_o));
-              hrem_d = hrem_q - 4'(out_count_o);
+              hout_d = hout_q >> (8 * 32'(srl_count));
+              hrem_d = hrem_q - 4'(srl_count);
               if (hrem_d == 4'd0) begin
                 if (prem_q != 32'd0) begin
                   seg_d = SegPay;
@@ -952,16 +1028,16 @@ module dla_core #(
             end
             SegPay: begin
               crc_d  = crc_next;
-              sp_d   = sp_q >> (8 * 32'(out_count_o));
-              rptr_d = rptr_q + (AAW+2)'(out_count_o);
-              prem_d = prem_q - 32'(out_count_o);
+              sp_d   = sp_q >> (8 * 32'(srl_count));
+              rptr_d = rptr_q + (AAW+2)'(srl_count);
+              prem_d = prem_q - 32'(srl_count);
               if (prem_d == 32'd0) begin
                 seg_d  = SegCrc;
                 hrem_d = 4'd2;
               end
             end
             default: begin  // SegCrc
-              hrem_d = hrem_q - 4'(out_count_o);
+              hrem_d = hrem_q - 4'(srl_count);
               if (hrem_d == 4'd0) begin
                 st_d = StHunt;
               end

@@ -31,19 +31,25 @@ module dla_pe #(
   input  logic [31:0] psum_i,
   output logic [7:0]  act_o,
   output logic [31:0] psum_o,
-  // weight load (row already selected by the array)
+  // weight load: the array broadcasts one physical row per cycle
   input  logic        wload_i,
+  input  logic [7:0]  wrow_i,       // zero-extended row index
   input  logic [7:0]  wdata_i,
-  // injected faults (writes already decoded to this PE)
-  input  logic        clear_i,      // clear injected masks and bypass
-  input  logic        cfg_we_i,
+  // configuration writes (broadcast; each PE matches its own row/col)
+  input  logic        cfg_any_i,    // clear_i | cfg_we_i | byp_we_i | dft_we_i
+  input  logic [7:0]  cfg_row_i,    // zero-extended
+  input  logic [7:0]  cfg_col_i,
+  input  logic        clear_i,      // clear injected masks and bypass (all PEs)
+  input  logic        cfg_we_i,     // SET_FAULT
   input  logic [1:0]  cfg_site_i,   // 0 psum, 1 act, 2 weight
   input  logic [31:0] cfg_sa0_i,
   input  logic [31:0] cfg_sa1_i,
-  input  logic        byp_we_i,
+  input  logic        byp_we_i,     // SET_BYPASS
   input  logic        byp_i,
-  // hidden defects (decoded to this PE; ignored unless HasDefectPort)
+  // hidden defects (ignored unless HasDefectPort)
   input  logic        dft_we_i,
+  input  logic [7:0]  dft_row_i,
+  input  logic [7:0]  dft_col_i,
   input  logic [1:0]  dft_site_i,
   input  logic [31:0] dft_sa0_i,
   input  logic [31:0] dft_sa1_i,
@@ -60,6 +66,12 @@ module dla_pe #(
   localparam logic [31:0] RcK2 = (32'(Row) + 32'(Col)) * 32'h85EBCA77;
   localparam logic [31:0] IdK3 = ((32'(Row) << 8) | 32'(Col)) * 32'hC2B2AE3D;
   localparam logic [31:0] RowCol = 32'(Row) + 32'(Col);
+  localparam logic [7:0]  Row8   = 8'(Row);
+  localparam logic [7:0]  Col8   = 8'(Col);
+
+  // Configuration writes are rare: everything below is qualified by
+  // cfg_any_i first, so an idle PE costs one test per cycle in simulation.
+  logic cfg_upd;
 
   // ---------------------------------------------------------------------------
   // Fault configuration registers (control: reset)
@@ -77,34 +89,39 @@ module dla_pe #(
     wt_sa0_d = wt_sa0_q;
     wt_sa1_d = wt_sa1_q;
     byp_d    = byp_q;
-    if (clear_i) begin
-      ps_sa0_d = '0;
-      ps_sa1_d = '0;
-      ac_sa0_d = '0;
-      ac_sa1_d = '0;
-      wt_sa0_d = '0;
-      wt_sa1_d = '0;
-      byp_d    = 1'b0;
-    end else begin
-      if (cfg_we_i) begin
-        case (cfg_site_i)
-          2'd0: begin
-            ps_sa0_d = cfg_sa0_i;
-            ps_sa1_d = cfg_sa1_i;
-          end
-          2'd1: begin
-            ac_sa0_d = cfg_sa0_i[7:0];
-            ac_sa1_d = cfg_sa1_i[7:0];
-          end
-          2'd2: begin
-            wt_sa0_d = cfg_sa0_i[7:0];
-            wt_sa1_d = cfg_sa1_i[7:0];
-          end
-          default: ;
-        endcase
-      end
-      if (byp_we_i) begin
-        byp_d = byp_i;
+    cfg_upd  = 1'b0;
+    if (cfg_any_i) begin
+      if (clear_i) begin
+        cfg_upd  = 1'b1;
+        ps_sa0_d = '0;
+        ps_sa1_d = '0;
+        ac_sa0_d = '0;
+        ac_sa1_d = '0;
+        wt_sa0_d = '0;
+        wt_sa1_d = '0;
+        byp_d    = 1'b0;
+      end else if ((cfg_row_i == Row8) && (cfg_col_i == Col8)) begin
+        cfg_upd = cfg_we_i || byp_we_i;
+        if (cfg_we_i) begin
+          case (cfg_site_i)
+            2'd0: begin
+              ps_sa0_d = cfg_sa0_i;
+              ps_sa1_d = cfg_sa1_i;
+            end
+            2'd1: begin
+              ac_sa0_d = cfg_sa0_i[7:0];
+              ac_sa1_d = cfg_sa1_i[7:0];
+            end
+            2'd2: begin
+              wt_sa0_d = cfg_sa0_i[7:0];
+              wt_sa1_d = cfg_sa1_i[7:0];
+            end
+            default: ;
+          endcase
+        end
+        if (byp_we_i) begin
+          byp_d = byp_i;
+        end
       end
     end
   end
@@ -118,7 +135,7 @@ module dla_pe #(
       wt_sa0_q <= '0;
       wt_sa1_q <= '0;
       byp_q    <= 1'b0;
-    end else begin
+    end else if (cfg_upd) begin
       ps_sa0_q <= ps_sa0_d;
       ps_sa1_q <= ps_sa1_d;
       ac_sa0_q <= ac_sa0_d;
@@ -138,6 +155,9 @@ module dla_pe #(
     logic [7:0]  dac_sa0_d, dac_sa0_q, dac_sa1_d, dac_sa1_q;
     logic [7:0]  dwt_sa0_d, dwt_sa0_q, dwt_sa1_d, dwt_sa1_q;
 
+    logic dft_upd;
+    assign dft_upd = cfg_any_i && dft_we_i && (dft_row_i == Row8) && (dft_col_i == Col8);
+
     always_comb begin
       dps_sa0_d = dps_sa0_q;
       dps_sa1_d = dps_sa1_q;
@@ -145,7 +165,7 @@ module dla_pe #(
       dac_sa1_d = dac_sa1_q;
       dwt_sa0_d = dwt_sa0_q;
       dwt_sa1_d = dwt_sa1_q;
-      if (dft_we_i) begin
+      if (dft_upd) begin
         case (dft_site_i)
           2'd0: begin
             dps_sa0_d = dft_sa0_i;
@@ -172,7 +192,7 @@ module dla_pe #(
         dac_sa1_q <= '0;
         dwt_sa0_q <= '0;
         dwt_sa1_q <= '0;
-      end else begin
+      end else if (dft_upd) begin
         dps_sa0_q <= dps_sa0_d;
         dps_sa1_q <= dps_sa1_d;
         dac_sa0_q <= dac_sa0_d;
@@ -197,7 +217,7 @@ module dla_pe #(
     assign wt_sa1 = wt_sa1_q;
 
     logic unused_dft;
-    assign unused_dft = ^{dft_we_i, dft_site_i, dft_sa0_i, dft_sa1_i};
+    assign unused_dft = ^{dft_we_i, dft_row_i, dft_col_i, dft_site_i, dft_sa0_i, dft_sa1_i};
   end
 
   // ---------------------------------------------------------------------------
@@ -209,27 +229,23 @@ module dla_pe #(
 
   // Weight register: loaded through the weight masks (a MATMUL always reloads
   // the tile, so masking at load equals masking at use).
-  always_comb begin
-    w_d = w_q;
-    if (wload_i) begin
-      w_d = (wdata_i | wt_sa1) & ~wt_sa0;
-    end
-  end
+  logic w_upd;
+  assign w_upd = wload_i && (wrow_i == Row8);
+  assign w_d   = (wdata_i | wt_sa1) & ~wt_sa0;
 
   logic [15:0] prod;
-  logic [31:0] sum;
-  logic [31:0] h, m_idx;
   logic        flip;
 
   assign prod = 16'($signed(act_i) * $signed(w_q));
 
   always_comb begin
+    logic [31:0] sum, h, m_idx;
     act_d  = act_q;
     psum_d = psum_q;
+    flip   = 1'b0;
     sum    = '0;
     h      = '0;
     m_idx  = '0;
-    flip   = 1'b0;
     if (en_i) begin
       if (byp_q) begin
         act_d  = act_i;
@@ -259,9 +275,16 @@ module dla_pe #(
   end
 
   always_ff @(posedge clk_i) begin
-    act_q  <= act_d;
-    psum_q <= psum_d;
-    w_q    <= w_d;
+    if (en_i) begin
+      act_q  <= act_d;
+      psum_q <= psum_d;
+    end
+  end
+
+  always_ff @(posedge clk_i) begin
+    if (w_upd) begin
+      w_q <= w_d;
+    end
   end
 
   assign act_o  = act_q;
