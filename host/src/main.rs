@@ -14,12 +14,17 @@ use sim_bridge::proto::Site;
 
 mod jobs;
 mod report;
+mod serve_cmd;
 
 #[derive(Parser)]
 #[command(name = "faultloop", version, about = "A faulty DNN accelerator in the training loop")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Bridge token file: what `tcp://` devices present (overrides $FAULTLOOP_TOKEN),
+    /// and for `serve` the token clients must present.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -39,6 +44,17 @@ enum Cmd {
     Matmul(MatmulArgs),
     /// Useful MAC/s of `sim` and `model` (16x16, 256x512x512, 5 % faults) in one run.
     Bench(BenchArgs),
+    /// Expose a device over TCP (one client at a time; needs --token-file).
+    Serve {
+        #[command(flatten)]
+        dev: DeviceArg,
+        /// Address to listen on; non-loopback needs --allow-remote.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: String,
+        /// Allow a non-loopback listen address (plain TCP: prefer an SSH tunnel).
+        #[arg(long)]
+        allow_remote: bool,
+    },
 }
 
 #[derive(Args)]
@@ -160,6 +176,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let (Some(f), false) = (&cli.token_file, matches!(cli.cmd, Cmd::Serve { .. })) {
+        serve_cmd::use_token_file(f)?;
+    }
     match cli.cmd {
         Cmd::Info { dev, json } => {
             let info = jobs::info(&dev.spec()?)?;
@@ -220,6 +239,12 @@ fn run(cli: Cli) -> Result<()> {
             let (rows, cols) = jobs::parse_array(&b.array)?;
             let out = jobs::bench(rows, cols, b.m, b.k, b.n, b.rate, b.seed)?;
             report::bench(&out, b.json);
+        }
+        Cmd::Serve { dev, listen, allow_remote } => {
+            let token_file = cli
+                .token_file
+                .ok_or_else(|| anyhow::anyhow!("serve needs --token-file (the shared token)"))?;
+            serve_cmd::serve(&dev.device, &listen, &token_file, allow_remote)?;
         }
     }
     Ok(())

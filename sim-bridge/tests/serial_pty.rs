@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serialport::SerialPort;
 use sim_bridge::client::{Cause, ClientOptions, Device};
-use sim_bridge::link::{self, Link as _};
+use sim_bridge::link;
 use sim_bridge::model_link::ModelLink;
 use sim_bridge::rng::Rng;
 use sim_bridge::serial::{SerialError, SerialLink, VirtualBoard};
