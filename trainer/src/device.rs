@@ -1,0 +1,440 @@
+//! The DLA-backed executor: every layer's int8 matmul runs on a
+//! `sim_bridge::client::Device` (any DEV: `sim`, `model`, `serial:...`,
+//! `tcp://...`).
+//!
+//! * Weight memory: each layer gets a `cols`-aligned K×N region from a
+//!   [`WeightAllocator`] sized by the device's INFO, on its first
+//!   [`Int8Matmul::set_weights`] (so layers must first be installed in one
+//!   order, which `Model::sync_weights` does).
+//! * Updates: the executor keeps a copy of what the device holds. A later
+//!   `set_weights` of the same layer diffs the new int8 weights against that
+//!   copy and, in [`Compress::Sparse`] mode, sends the changed values as
+//!   PATCH_WEIGHTS — or a dense WRITE_WEIGHTS of the whole layer when that is
+//!   fewer bytes. With a threshold `t > 1` only values that moved by at least
+//!   `t` int8 steps are sent; the rest stays on the host as a residual (the
+//!   float master weights still carry it, and it is sent once it has grown to
+//!   `t`), so no update is lost. [`Compress::Dense`] rewrites every layer on
+//!   every update (the baseline).
+//! * Protection per layer ([`LayerMode`]): `Device` (plain), `Tmr` (three
+//!   runs with the rotations of [`crate::tmr::ROTATIONS`]-style choice, bitwise
+//!   majority of the int32 results), or `Host` (the integer reference on the
+//!   host: a fault-free device, used by the per-layer vulnerability analysis).
+//! * Accounting: bytes to and from the device (the client's counters), MACs
+//!   run on the device (TMR counts all three runs) and per layer, and the
+//!   weight-update bytes: what a dense rewrite would have cost vs what was sent.
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sim_bridge::client::Device;
+use sim_bridge::faultmap::FaultMap;
+use sim_bridge::layout::{MatrixLayout, WeightAllocator};
+use sim_bridge::proto::{Info, FRAME_OVERHEAD, PATCH_ENTRY_LEN};
+
+use crate::error::ExecError;
+use crate::exec::{matmul_i8_ref, Int8Matmul};
+use crate::tmr;
+
+/// How weight updates travel to the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compress {
+    /// Rewrite every layer densely on every update.
+    Dense,
+    /// Patch only the changed int8 values (dense when that is smaller).
+    #[default]
+    Sparse,
+}
+
+impl std::str::FromStr for Compress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "dense" => Ok(Compress::Dense),
+            "sparse" => Ok(Compress::Sparse),
+            _ => Err(format!("compression `{s}`: expected dense or sparse")),
+        }
+    }
+}
+
+/// Where one layer's matmul runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerMode {
+    /// Once on the device.
+    #[default]
+    Device,
+    /// Three times on the device with different tile rotations, bitwise majority.
+    Tmr,
+    /// On the host (integer reference): fault-free.
+    Host,
+}
+
+/// Cumulative weight-update accounting (bytes to the device only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateStats {
+    /// `set_weights` calls after a layer's first install.
+    pub updates: u64,
+    /// Bytes a dense rewrite of those layers would have sent (frames included).
+    pub bytes_dense: u64,
+    /// Bytes actually sent for them (frames included).
+    pub bytes_sent: u64,
+    /// int8 values that differed from the device copy.
+    pub changed_values: u64,
+    /// Values sent (patched or in a dense write of a changed layer).
+    pub sent_values: u64,
+    /// Changes below the threshold kept on the host (counted per update).
+    pub withheld_values: u64,
+    pub patch_updates: u64,
+    pub dense_updates: u64,
+}
+
+struct Slot {
+    layout: MatrixLayout,
+    /// What the device holds (K×N row-major).
+    held: Vec<i8>,
+}
+
+/// Frame bytes of a dense WRITE_WEIGHTS of `len` bytes (4-byte address per frame).
+pub fn dense_write_bytes(len: usize, buf_bytes: usize) -> u64 {
+    let chunk = buf_bytes.saturating_sub(4).max(1);
+    let frames = len.div_ceil(chunk).max(1);
+    (len + frames * (4 + FRAME_OVERHEAD)) as u64
+}
+
+/// Frame bytes of a PATCH_WEIGHTS of `entries` entries.
+pub fn patch_bytes(entries: usize, buf_bytes: usize) -> u64 {
+    if entries == 0 {
+        return 0;
+    }
+    let per = (buf_bytes / PATCH_ENTRY_LEN).max(1);
+    (entries * PATCH_ENTRY_LEN + entries.div_ceil(per) * FRAME_OVERHEAD) as u64
+}
+
+/// An [`Int8Matmul`] whose matmuls run on a DLA.
+pub struct DeviceMatmul {
+    dev: Device,
+    info: Info,
+    alloc: WeightAllocator,
+    slots: Vec<Option<Slot>>,
+    modes: Vec<LayerMode>,
+    compress: Compress,
+    threshold: u8,
+    rotations: [(u8, u8); 3],
+    stats: UpdateStats,
+    /// MACs run on the device per layer (TMR: all three runs).
+    layer_macs: Vec<u64>,
+    /// Logical MACs requested per layer (once per matmul).
+    layer_logical_macs: Vec<u64>,
+    matmul_seconds: f64,
+}
+
+impl std::fmt::Debug for DeviceMatmul {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceMatmul")
+            .field("device", &self.dev.name())
+            .field("compress", &self.compress)
+            .field("threshold", &self.threshold)
+            .field("modes", &self.modes)
+            .finish()
+    }
+}
+
+impl DeviceMatmul {
+    /// Wrap an open device (reads its INFO).
+    pub fn new(mut dev: Device) -> Result<DeviceMatmul, ExecError> {
+        let info = dev.info()?;
+        let rotations = tmr::rotations(info.rows, info.cols);
+        Ok(DeviceMatmul {
+            alloc: WeightAllocator::for_info(&info),
+            info,
+            dev,
+            slots: Vec::new(),
+            modes: Vec::new(),
+            compress: Compress::Sparse,
+            threshold: 1,
+            rotations,
+            stats: UpdateStats::default(),
+            layer_macs: Vec::new(),
+            layer_logical_macs: Vec::new(),
+            matmul_seconds: 0.0,
+        })
+    }
+
+    /// Open a device string (`sim`, `model:8x8`, ...), RESET it and apply
+    /// `faults` (or clear all faults).
+    pub fn open(spec: &str, faults: Option<&FaultMap>) -> Result<DeviceMatmul, ExecError> {
+        let mut dev = Device::open(spec)?;
+        dev.reset()?;
+        match faults {
+            Some(m) => m.apply(&mut dev)?,
+            None => {
+                dev.clear_faults()?;
+                dev.set_seu(0, 0)?;
+            }
+        }
+        DeviceMatmul::new(dev)
+    }
+
+    pub fn info(&self) -> &Info {
+        &self.info
+    }
+
+    pub fn device(&mut self) -> &mut Device {
+        &mut self.dev
+    }
+
+    pub fn device_name(&self) -> &str {
+        self.dev.name()
+    }
+
+    /// Apply a fault map (CLEAR_FAULTS first) or clear every fault.
+    pub fn set_faults(&mut self, faults: Option<&FaultMap>) -> Result<(), ExecError> {
+        match faults {
+            Some(m) => m.apply(&mut self.dev)?,
+            None => {
+                self.dev.clear_faults()?;
+                self.dev.set_seu(0, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn set_compress(&mut self, c: Compress) {
+        self.compress = c;
+    }
+
+    pub fn compress(&self) -> Compress {
+        self.compress
+    }
+
+    /// Minimum |change| (int8 steps) a value needs to be sent (0 and 1: every change).
+    pub fn set_threshold(&mut self, t: u8) {
+        self.threshold = t.max(1);
+    }
+
+    pub fn threshold(&self) -> u8 {
+        self.threshold
+    }
+
+    /// Where `layer` runs.
+    pub fn set_mode(&mut self, layer: usize, mode: LayerMode) {
+        if self.modes.len() <= layer {
+            self.modes.resize(layer + 1, LayerMode::Device);
+        }
+        self.modes[layer] = mode;
+    }
+
+    pub fn mode(&self, layer: usize) -> LayerMode {
+        self.modes.get(layer).copied().unwrap_or_default()
+    }
+
+    /// All layers back to [`LayerMode::Device`].
+    pub fn clear_modes(&mut self) {
+        self.modes.clear();
+    }
+
+    /// The three TMR rotations (the first is (0, 0)).
+    pub fn rotations(&self) -> [(u8, u8); 3] {
+        self.rotations
+    }
+
+    pub fn set_rotations(&mut self, r: [(u8, u8); 3]) {
+        self.rotations = r;
+    }
+
+    pub fn update_stats(&self) -> UpdateStats {
+        self.stats
+    }
+
+    pub fn bytes_to_device(&self) -> u64 {
+        self.dev.bytes_sent()
+    }
+
+    pub fn bytes_from_device(&self) -> u64 {
+        self.dev.bytes_received()
+    }
+
+    /// MACs run on the device so far (TMR: all three runs).
+    pub fn device_macs(&self) -> u64 {
+        self.layer_macs.iter().sum()
+    }
+
+    /// Per layer: MACs run on the device so far.
+    pub fn layer_macs(&self) -> &[u64] {
+        &self.layer_macs
+    }
+
+    /// Per layer: logical MACs (each matmul once, whatever its mode).
+    pub fn layer_logical_macs(&self) -> &[u64] {
+        &self.layer_logical_macs
+    }
+
+    pub fn reset_macs(&mut self) {
+        self.layer_macs.iter_mut().for_each(|m| *m = 0);
+        self.layer_logical_macs.iter_mut().for_each(|m| *m = 0);
+    }
+
+    /// Wall seconds spent in device matmuls.
+    pub fn matmul_seconds(&self) -> f64 {
+        self.matmul_seconds
+    }
+
+    /// What the device holds for `layer` (K×N row-major), if installed.
+    pub fn held(&self, layer: usize) -> Option<&[i8]> {
+        self.slots.get(layer)?.as_ref().map(|s| &s.held[..])
+    }
+
+    /// The layout of `layer` in weight memory.
+    pub fn layout(&self, layer: usize) -> Option<MatrixLayout> {
+        self.slots.get(layer)?.as_ref().map(|s| s.layout)
+    }
+
+    /// Install `w` as what the device holds for `layer` with a dense write,
+    /// without counting it as an update (initial loads, resuming).
+    pub fn install(&mut self, layer: usize, w: &[i8], k: usize, n: usize) -> Result<(), ExecError> {
+        if w.len() != k * n {
+            return Err(format!("layer {layer}: {} weights for K×N = {k}×{n}", w.len()).into());
+        }
+        if self.slots.len() <= layer {
+            self.slots.resize_with(layer + 1, || None);
+        }
+        let layout = match &self.slots[layer] {
+            Some(s) if (s.layout.k, s.layout.n) == (k, n) => s.layout,
+            Some(s) => {
+                return Err(format!(
+                    "layer {layer}: weights {k}×{n}, but {}×{} is allocated",
+                    s.layout.k, s.layout.n
+                )
+                .into())
+            }
+            None => self.alloc.alloc(&format!("layer {layer}"), k, n)?,
+        };
+        self.dev.load_layout(&layout, w)?;
+        self.slots[layer] = Some(Slot { layout, held: w.to_vec() });
+        Ok(())
+    }
+
+    fn grow_counters(&mut self, layer: usize) {
+        if self.layer_macs.len() <= layer {
+            self.layer_macs.resize(layer + 1, 0);
+            self.layer_logical_macs.resize(layer + 1, 0);
+        }
+    }
+}
+
+impl Int8Matmul for DeviceMatmul {
+    fn set_weights(&mut self, layer: usize, w: &[i8], k: usize, n: usize) -> Result<(), ExecError> {
+        let Some(Some(slot)) = self.slots.get_mut(layer) else {
+            return self.install(layer, w, k, n);
+        };
+        if (slot.layout.k, slot.layout.n) != (k, n) || w.len() != k * n {
+            return Err(format!(
+                "layer {layer}: {} weights {k}×{n}, but {}×{} is allocated",
+                w.len(),
+                slot.layout.k,
+                slot.layout.n
+            )
+            .into());
+        }
+        let buf = self.info.buf_bytes;
+        let dense = dense_write_bytes(slot.layout.len(), buf);
+        let t = self.threshold as i16;
+        let mut changed = 0u64;
+        let mut entries = Vec::new();
+        for (i, (&h, &v)) in slot.held.iter().zip(w).enumerate() {
+            if h != v {
+                changed += 1;
+                if (v as i16 - h as i16).abs() >= t {
+                    entries.push((slot.layout.addr_of(i / n, i % n) as u32, v));
+                }
+            }
+        }
+        self.stats.updates += 1;
+        self.stats.bytes_dense += dense;
+        self.stats.changed_values += changed;
+        self.stats.withheld_values += changed - entries.len() as u64;
+        let before = self.dev.bytes_sent();
+        let sparse = patch_bytes(entries.len(), buf);
+        let dense_now = self.compress == Compress::Dense || sparse >= dense;
+        // What the device holds after this update: the sent values applied.
+        for (h, &v) in slot.held.iter_mut().zip(w) {
+            if (v as i16 - *h as i16).abs() >= t {
+                *h = v;
+            }
+        }
+        if dense_now {
+            let layout = slot.layout;
+            let held = slot.held.clone();
+            self.dev.load_layout(&layout, &held)?;
+            self.stats.dense_updates += 1;
+            self.stats.sent_values += (k * n) as u64;
+        } else if !entries.is_empty() {
+            self.dev.patch_weights(&entries)?;
+            self.stats.patch_updates += 1;
+            self.stats.sent_values += entries.len() as u64;
+        }
+        self.stats.bytes_sent += self.dev.bytes_sent() - before;
+        Ok(())
+    }
+
+    fn matmul(
+        &mut self,
+        layer: usize,
+        a: &[i8],
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<Vec<i32>, ExecError> {
+        let mode = self.mode(layer);
+        let Some(Some(slot)) = self.slots.get(layer) else {
+            return Err(format!("layer {layer}: no weights installed").into());
+        };
+        if (slot.layout.k, slot.layout.n) != (k, n) || a.len() != m * k {
+            return Err(format!(
+                "layer {layer}: matmul {m}×{k}×{n} with {} activations against weights {}×{}",
+                a.len(),
+                slot.layout.k,
+                slot.layout.n
+            )
+            .into());
+        }
+        let base = slot.layout.base as u32;
+        let host = (mode == LayerMode::Host).then(|| matmul_i8_ref(a, &slot.held, m, k, n));
+        self.grow_counters(layer);
+        let macs = (m * k * n) as u64;
+        self.layer_logical_macs[layer] += macs;
+        let t0 = Instant::now();
+        let out = match mode {
+            LayerMode::Host => host.expect("computed above"),
+            LayerMode::Device => {
+                self.layer_macs[layer] += macs;
+                self.dev.matmul(base, m, k, n, (0, 0), a)?
+            }
+            LayerMode::Tmr => {
+                self.layer_macs[layer] += 3 * macs;
+                let [r0, r1, r2] = self.rotations;
+                let x = self.dev.matmul(base, m, k, n, r0, a)?;
+                let y = self.dev.matmul(base, m, k, n, r1, a)?;
+                let z = self.dev.matmul(base, m, k, n, r2, a)?;
+                tmr::vote(&x, &y, &z)
+            }
+        };
+        self.matmul_seconds += t0.elapsed().as_secs_f64();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_byte_estimates() {
+        // 256 bytes in one frame: data + address + header/CRC.
+        assert_eq!(dense_write_bytes(256, 4096), 256 + 4 + FRAME_OVERHEAD as u64);
+        assert_eq!(dense_write_bytes(10_000, 4096), 10_000 + 3 * (4 + FRAME_OVERHEAD) as u64);
+        assert_eq!(patch_bytes(0, 4096), 0);
+        assert_eq!(patch_bytes(3, 4096), 12 + FRAME_OVERHEAD as u64);
+        assert_eq!(patch_bytes(2000, 4096), 8000 + 2 * FRAME_OVERHEAD as u64);
+    }
+}

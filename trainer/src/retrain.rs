@@ -1,0 +1,605 @@
+//! Hardware-in-the-loop retraining (R2F / DESIGN §6): the forward pass runs on
+//! the (faulty) device through a [`DeviceMatmul`], the backward pass on the
+//! host (straight-through), and after every optimizer step only the int8
+//! weights that changed are shipped back (see [`crate::device`]).
+//!
+//! Choices (all recorded in the checkpoint):
+//! * Weight scales are frozen and activation observers off, so an update
+//!   changes only int8 weight values and biases (biases live on the host).
+//! * Each epoch trains on `train_samples` examples drawn without replacement
+//!   from the whole training set by `sim_bridge::rng::Rng` seeded with
+//!   (`seed`, epoch), in that random order — a pure function of the seed, so
+//!   a resumed run sees exactly the batches an uninterrupted one would.
+//! * The optimizer is Adam implemented here ([`Adam`]) so that its state
+//!   (moments and step count) is saved with every checkpoint; learning rate
+//!   cosine-decayed per epoch like pretraining.
+//! * Checkpoints (every `checkpoint_every` steps and at each epoch end) are a
+//!   normal trainer checkpoint directory plus `adam.safetensors` and
+//!   `retrain_state.json` (progress, history, byte totals, and the int8
+//!   weights the device holds, which differ from the master weights when a
+//!   threshold keeps residuals on the host). It is written to a sibling
+//!   directory and renamed into place, so an interruption at any moment
+//!   leaves the last finished checkpoint intact. `resume` reloads all of it,
+//!   rewrites the device weights and fault map, and continues at the next
+//!   unfinished step: the results equal an uninterrupted run's (stuck-at
+//!   faults; transient SEU flips depend on the device's operation counter,
+//!   which a fresh device restarts).
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sim_bridge::rng::Rng;
+use tch::{nn, Kind, Tensor};
+
+use crate::checkpoint;
+use crate::data::Dataset;
+use crate::device::{Compress, DeviceMatmul, UpdateStats};
+use crate::error::{Error, Result};
+use crate::exec::Int8Matmul;
+use crate::model::Model;
+
+pub const STATE_FILE: &str = "retrain_state.json";
+pub const ADAM_FILE: &str = "adam.safetensors";
+const STATE_FORMAT: &str = "faultloop-retrain-state";
+
+/// Adam (Kingma & Ba) over a VarStore's trainable variables, with savable state.
+pub struct Adam {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub step: i64,
+    names: Vec<String>,
+    params: Vec<Tensor>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+}
+
+impl Adam {
+    pub fn new(vs: &nn::VarStore) -> Adam {
+        let mut vars: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let m = vars.iter().map(|(_, t)| t.zeros_like().detach()).collect();
+        let v = vars.iter().map(|(_, t)| t.zeros_like().detach()).collect();
+        let (names, params) = vars.into_iter().unzip();
+        Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 0, names, params, m, v }
+    }
+
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            p.zero_grad();
+        }
+    }
+
+    pub fn backward_step(&mut self, loss: &Tensor, lr: f64) {
+        self.zero_grad();
+        loss.backward();
+        self.step(lr);
+    }
+
+    pub fn step(&mut self, lr: f64) {
+        self.step += 1;
+        let (b1, b2) = (self.beta1, self.beta2);
+        let bc1 = 1.0 - b1.powi(self.step as i32);
+        let bc2 = 1.0 - b2.powi(self.step as i32);
+        tch::no_grad(|| {
+            for ((p, m), v) in self.params.iter_mut().zip(&mut self.m).zip(&mut self.v) {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
+                let _ = v.g_mul_scalar_(b2).g_add_(&(&g * &g * (1.0 - b2)));
+                let denom = (&*v / bc2).sqrt() + self.eps;
+                let upd = &*m / bc1 / denom * lr;
+                let _ = p.g_sub_(&upd);
+            }
+        });
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut named: Vec<(String, Tensor)> = Vec::new();
+        for (i, n) in self.names.iter().enumerate() {
+            named.push((format!("m.{n}"), self.m[i].shallow_clone()));
+            named.push((format!("v.{n}"), self.v[i].shallow_clone()));
+        }
+        named.push(("step".into(), Tensor::from_slice(&[self.step])));
+        Tensor::write_safetensors(&named, path)
+            .map_err(|e| Error::Checkpoint { path: path.to_path_buf(), msg: e.to_string() })
+    }
+
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        let bad = |msg: String| Error::Checkpoint { path: path.to_path_buf(), msg };
+        let named = Tensor::read_safetensors(path).map_err(|e| bad(e.to_string()))?;
+        let get = |k: &str| {
+            named
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, t)| t.shallow_clone())
+                .ok_or_else(|| bad(format!("no tensor {k}")))
+        };
+        for (i, n) in self.names.clone().iter().enumerate() {
+            let (m, v) = (get(&format!("m.{n}"))?, get(&format!("v.{n}"))?);
+            if m.size() != self.m[i].size() || v.size() != self.v[i].size() {
+                return Err(bad(format!("optimizer state for {n} has the wrong shape")));
+            }
+            tch::no_grad(|| {
+                self.m[i].copy_(&m);
+                self.v[i].copy_(&v);
+            });
+        }
+        self.step = get("step")?.int64_value(&[0]);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Peak Adam learning rate (cosine-decayed per epoch).
+    pub lr: f64,
+    pub cosine: bool,
+    /// Training examples per epoch (0 = the whole training set).
+    pub train_samples: usize,
+    pub seed: u64,
+    pub compress: Compress,
+    /// Minimum |Δ| in int8 steps for a weight to be sent (1 = every change).
+    pub threshold: u8,
+    /// Checkpoint every this many steps (0 = only at epoch ends).
+    pub checkpoint_every: usize,
+    pub eval_batch: usize,
+    /// Stop after this many steps in this run without saving, as a crash
+    /// would; for tests of resuming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after_steps: Option<usize>,
+}
+
+impl Default for RetrainConfig {
+    fn default() -> Self {
+        RetrainConfig {
+            epochs: 2,
+            batch_size: 64,
+            lr: 1e-3,
+            cosine: true,
+            train_samples: 4000,
+            seed: 1,
+            compress: Compress::Sparse,
+            threshold: 1,
+            checkpoint_every: 20,
+            eval_batch: 500,
+            stop_after_steps: None,
+        }
+    }
+}
+
+impl RetrainConfig {
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        if !self.cosine || self.epochs == 0 {
+            return self.lr;
+        }
+        let t = (epoch as f64 + 0.5) / self.epochs as f64;
+        self.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+    }
+
+    pub fn samples_per_epoch(&self, train_len: usize) -> usize {
+        if self.train_samples == 0 {
+            train_len
+        } else {
+            self.train_samples.min(train_len)
+        }
+    }
+
+    pub fn steps_per_epoch(&self, train_len: usize) -> usize {
+        self.samples_per_epoch(train_len).div_ceil(self.batch_size.max(1))
+    }
+
+    /// Whether two configs describe the same run (ignores `stop_after_steps`
+    /// and the checkpoint interval).
+    fn same_run(&self, o: &RetrainConfig) -> bool {
+        let strip = |c: &RetrainConfig| RetrainConfig {
+            stop_after_steps: None,
+            checkpoint_every: 0,
+            ..c.clone()
+        };
+        strip(self) == strip(o)
+    }
+}
+
+/// The example indices of `epoch`, in training order.
+pub fn epoch_order(seed: u64, epoch: usize, train_len: usize, samples: usize) -> Vec<usize> {
+    let mut rng = Rng::new(seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    rng.sample_indices(train_len, samples.min(train_len))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    /// On the device, of the training minibatches.
+    pub train_accuracy: f64,
+    /// Test-subset accuracy on the device after the epoch.
+    pub test_accuracy: f64,
+    pub steps: usize,
+    /// Weight-update bytes this epoch: dense equivalent and sent.
+    pub bytes_dense: u64,
+    pub bytes_sent: u64,
+    /// Wall seconds of training (not evaluation) this epoch.
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct EpochAcc {
+    loss_sum: f64,
+    correct: i64,
+    seen: usize,
+    bytes_dense: u64,
+    bytes_sent: u64,
+    seconds: f64,
+}
+
+/// Totals carried across a resume.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub steps: usize,
+    pub update: UpdateStats,
+    pub bytes_to_device: u64,
+    pub bytes_from_device: u64,
+    pub device_macs: u64,
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    format: String,
+    config: RetrainConfig,
+    /// Next epoch to run (0-based) and the steps of it already done.
+    epoch: usize,
+    step_in_epoch: usize,
+    accuracy_before: f64,
+    history: Vec<EpochRecord>,
+    acc: EpochAcc,
+    totals: Totals,
+    /// What the device holds, per layer (K×N int8).
+    held: Vec<Vec<i8>>,
+}
+
+/// What a retraining run did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrainReport {
+    pub config: RetrainConfig,
+    pub accuracy_before: f64,
+    pub accuracy_after: f64,
+    pub history: Vec<EpochRecord>,
+    pub totals: Totals,
+    pub steps_per_epoch: usize,
+    pub samples_per_epoch: usize,
+    pub test_samples: usize,
+    /// Weight-update bytes per step: a dense rewrite vs what was sent.
+    pub bytes_per_step_dense: f64,
+    pub bytes_per_step_sent: f64,
+    /// Step this run resumed at (global), if it resumed.
+    pub resumed_at_step: Option<usize>,
+    /// True when every epoch finished (false after `stop_after_steps`).
+    pub finished: bool,
+}
+
+/// Progress events for bars and logs.
+#[derive(Debug, Clone)]
+pub enum Progress<'a> {
+    Start { steps_total: usize, steps_done: usize },
+    Step { epoch: usize, step: usize, loss: f64 },
+    Eval { what: &'static str },
+    Epoch(&'a EpochRecord),
+    Checkpoint { steps_done: usize },
+}
+
+/// Accuracy on `data` with the weights already installed on `exec` (no
+/// `sync_weights`, so no update traffic is counted).
+pub fn evaluate_installed(
+    model: &Model,
+    data: &Dataset,
+    batch: usize,
+    exec: &mut dyn Int8Matmul,
+) -> Result<f64> {
+    let mut correct = 0i64;
+    tch::no_grad(|| -> Result<()> {
+        for (xs, ys) in data.batches(batch.max(1), false) {
+            let pred = model.forward_exec(&xs, false, Some(&mut *exec))?.argmax(-1, false);
+            correct += pred.eq_tensor(&ys).sum(Kind::Int64).int64_value(&[]);
+        }
+        Ok(())
+    })?;
+    Ok(correct as f64 / data.len().max(1) as f64)
+}
+
+/// Install `model`'s current int8 weights as the device copy (not counted as updates).
+pub fn install_model(model: &Model, exec: &mut DeviceMatmul) -> Result<()> {
+    for l in model.layers() {
+        exec.install(l.index, &l.int8_weights(), l.k, l.n)
+            .map_err(|source| Error::Exec { layer: l.index, name: l.name.clone(), source })?;
+    }
+    Ok(())
+}
+
+fn subset(data: &Dataset, idx: &[usize]) -> (Tensor, Tensor) {
+    let idx: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+    let t = Tensor::from_slice(&idx);
+    (data.images.index_select(0, &t), data.labels.index_select(0, &t))
+}
+
+fn save_state(
+    dir: &Path,
+    vs: &nn::VarStore,
+    model: &Model,
+    adam: &Adam,
+    state: &State,
+) -> Result<()> {
+    let tmp = sibling(dir, "saving");
+    let old = sibling(dir, "old");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let info = serde_json::json!({
+        "retrain": {
+            "config": state.config, "epochs_done": state.epoch, "steps_done": state.totals.steps,
+            "accuracy_before": state.accuracy_before,
+            "history": state.history,
+        }
+    });
+    checkpoint::save(&tmp, vs, model, info)?;
+    adam.save(&tmp.join(ADAM_FILE))?;
+    let spath = tmp.join(STATE_FILE);
+    let text = serde_json::to_string(state)
+        .map_err(|source| Error::Json { path: spath.clone(), source })?;
+    std::fs::write(&spath, text).map_err(|e| Error::io(&spath, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+fn sibling(dir: &Path, tag: &str) -> PathBuf {
+    let name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.with_file_name(format!(".{name}.{tag}"))
+}
+
+/// Whether `dir` holds a resumable retraining state.
+pub fn has_state(dir: &Path) -> bool {
+    dir.join(STATE_FILE).is_file() && dir.join(ADAM_FILE).is_file()
+}
+
+/// Retrain `model` (built at `vs.root()`) with its forward pass on `exec`.
+///
+/// `test` is the fixed evaluation subset (accuracy before, and after each
+/// epoch, on the same device). With `ckpt`, checkpoints go there; with
+/// `resume` too, a state found there is continued (an error if it belongs to
+/// a different configuration; a fresh start if there is none).
+#[allow(clippy::too_many_arguments)]
+pub fn retrain(
+    model: &Model,
+    vs: &mut nn::VarStore,
+    exec: &mut DeviceMatmul,
+    train: &Dataset,
+    test: &Dataset,
+    cfg: &RetrainConfig,
+    ckpt: Option<&Path>,
+    resume: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<RetrainReport> {
+    if cfg.batch_size == 0 || cfg.eval_batch == 0 || !(cfg.lr > 0.0) {
+        return Err(Error::Config(format!("{cfg:?}: batch sizes and lr must be > 0")));
+    }
+    if train.is_empty() {
+        return Err(Error::Config("empty training set".into()));
+    }
+    model.freeze_weight_scales();
+    model.set_observe(false);
+    exec.set_compress(cfg.compress);
+    exec.set_threshold(cfg.threshold);
+    let mut adam = Adam::new(vs);
+    let samples = cfg.samples_per_epoch(train.len());
+    let steps_per_epoch = cfg.steps_per_epoch(train.len());
+
+    let resumed = match ckpt {
+        Some(dir) if resume && has_state(dir) => {
+            let spath = dir.join(STATE_FILE);
+            let text = std::fs::read(&spath).map_err(|e| Error::io(&spath, e))?;
+            let st: State = serde_json::from_slice(&text)
+                .map_err(|source| Error::Json { path: spath.clone(), source })?;
+            if st.format != STATE_FORMAT || !st.config.same_run(cfg) {
+                return Err(Error::Checkpoint {
+                    path: spath,
+                    msg: format!(
+                        "cannot resume: saved configuration {:?} differs from {cfg:?}",
+                        st.config
+                    ),
+                });
+            }
+            let wpath = dir.join(checkpoint::WEIGHTS_FILE);
+            vs.load(&wpath)
+                .map_err(|e| Error::Checkpoint { path: wpath.clone(), msg: e.to_string() })?;
+            adam.load(&dir.join(ADAM_FILE))?;
+            if st.held.len() != model.layers().len() {
+                return Err(Error::Checkpoint {
+                    path: spath,
+                    msg: "device weight copy does not match the model".into(),
+                });
+            }
+            for (l, h) in model.layers().iter().zip(&st.held) {
+                exec.install(l.index, h, l.k, l.n).map_err(|source| Error::Exec {
+                    layer: l.index,
+                    name: l.name.clone(),
+                    source,
+                })?;
+            }
+            log::info!(
+                "resuming {} at epoch {} step {} ({} steps done)",
+                dir.display(),
+                st.epoch + 1,
+                st.step_in_epoch,
+                st.totals.steps
+            );
+            Some(st)
+        }
+        _ => None,
+    };
+    let resumed_at_step = resumed.as_ref().map(|s| s.totals.steps);
+    let mut st = match resumed {
+        Some(s) => s,
+        None => {
+            install_model(model, exec)?;
+            progress(Progress::Eval { what: "before" });
+            let t = Instant::now();
+            let before = evaluate_installed(model, test, cfg.eval_batch, exec)?;
+            State {
+                format: STATE_FORMAT.into(),
+                config: cfg.clone(),
+                epoch: 0,
+                step_in_epoch: 0,
+                accuracy_before: before,
+                history: Vec::new(),
+                acc: EpochAcc::default(),
+                totals: Totals { eval_seconds: t.elapsed().as_secs_f64(), ..Default::default() },
+                held: Vec::new(),
+            }
+        }
+    };
+    st.config = cfg.clone();
+    // Device-side counters of this run, added to the saved totals.
+    let base_to = exec.bytes_to_device();
+    let base_from = exec.bytes_from_device();
+    let base_macs = exec.device_macs();
+    let base_upd = exec.update_stats();
+    let base_totals = st.totals.clone();
+    let sync_totals = |st: &mut State, exec: &DeviceMatmul| {
+        let u = exec.update_stats();
+        let t = &mut st.totals;
+        t.bytes_to_device = base_totals.bytes_to_device + exec.bytes_to_device() - base_to;
+        t.bytes_from_device = base_totals.bytes_from_device + exec.bytes_from_device() - base_from;
+        t.device_macs = base_totals.device_macs + exec.device_macs() - base_macs;
+        let b = &base_totals.update;
+        t.update = UpdateStats {
+            updates: b.updates + u.updates - base_upd.updates,
+            bytes_dense: b.bytes_dense + u.bytes_dense - base_upd.bytes_dense,
+            bytes_sent: b.bytes_sent + u.bytes_sent - base_upd.bytes_sent,
+            changed_values: b.changed_values + u.changed_values - base_upd.changed_values,
+            sent_values: b.sent_values + u.sent_values - base_upd.sent_values,
+            withheld_values: b.withheld_values + u.withheld_values - base_upd.withheld_values,
+            patch_updates: b.patch_updates + u.patch_updates - base_upd.patch_updates,
+            dense_updates: b.dense_updates + u.dense_updates - base_upd.dense_updates,
+        };
+    };
+    let save = |st: &mut State, exec: &DeviceMatmul, adam: &Adam, vs: &nn::VarStore| -> Result<()> {
+        if let Some(dir) = ckpt {
+            st.held = (0..model.layers().len())
+                .map(|i| exec.held(i).map(<[i8]>::to_vec).unwrap_or_default())
+                .collect();
+            save_state(dir, vs, model, adam, st)?;
+            st.held.clear();
+        }
+        Ok(())
+    };
+
+    progress(Progress::Start {
+        steps_total: steps_per_epoch * cfg.epochs,
+        steps_done: st.totals.steps,
+    });
+    let mut run_steps = 0usize;
+    let mut finished = true;
+    'epochs: while st.epoch < cfg.epochs {
+        let epoch = st.epoch;
+        let lr = cfg.lr_at(epoch);
+        let order = epoch_order(cfg.seed, epoch, train.len(), samples);
+        while st.step_in_epoch < steps_per_epoch {
+            if cfg.stop_after_steps.is_some_and(|n| run_steps >= n) {
+                finished = false;
+                break 'epochs;
+            }
+            let t0 = Instant::now();
+            let s = st.step_in_epoch;
+            let idx = &order[s * cfg.batch_size..((s + 1) * cfg.batch_size).min(order.len())];
+            let (xs, ys) = subset(train, idx);
+            let logits = model.forward_exec(&xs, true, Some(&mut *exec))?;
+            let loss = logits.cross_entropy_for_logits(&ys);
+            adam.backward_step(&loss, lr);
+            let before = exec.update_stats();
+            model.sync_weights(exec)?;
+            let after = exec.update_stats();
+            let loss_v = loss.double_value(&[]);
+            let a = &mut st.acc;
+            a.loss_sum += loss_v * idx.len() as f64;
+            a.correct += logits
+                .detach()
+                .argmax(-1, false)
+                .eq_tensor(&ys)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
+            a.seen += idx.len();
+            a.bytes_dense += after.bytes_dense - before.bytes_dense;
+            a.bytes_sent += after.bytes_sent - before.bytes_sent;
+            a.seconds += t0.elapsed().as_secs_f64();
+            st.totals.train_seconds += t0.elapsed().as_secs_f64();
+            st.step_in_epoch += 1;
+            st.totals.steps += 1;
+            run_steps += 1;
+            progress(Progress::Step { epoch: epoch + 1, step: st.step_in_epoch, loss: loss_v });
+            if cfg.checkpoint_every > 0
+                && st.totals.steps % cfg.checkpoint_every == 0
+                && st.step_in_epoch < steps_per_epoch
+            {
+                sync_totals(&mut st, exec);
+                save(&mut st, exec, &adam, vs)?;
+                progress(Progress::Checkpoint { steps_done: st.totals.steps });
+            }
+        }
+        progress(Progress::Eval { what: "epoch" });
+        let t1 = Instant::now();
+        let test_acc = evaluate_installed(model, test, cfg.eval_batch, exec)?;
+        let eval_seconds = t1.elapsed().as_secs_f64();
+        st.totals.eval_seconds += eval_seconds;
+        let a = std::mem::take(&mut st.acc);
+        let rec = EpochRecord {
+            epoch: epoch + 1,
+            lr,
+            train_loss: a.loss_sum / a.seen.max(1) as f64,
+            train_accuracy: a.correct as f64 / a.seen.max(1) as f64,
+            test_accuracy: test_acc,
+            steps: steps_per_epoch,
+            bytes_dense: a.bytes_dense,
+            bytes_sent: a.bytes_sent,
+            train_seconds: a.seconds,
+            eval_seconds,
+        };
+        log::info!("{rec:?}");
+        st.history.push(rec);
+        st.epoch += 1;
+        st.step_in_epoch = 0;
+        sync_totals(&mut st, exec);
+        save(&mut st, exec, &adam, vs)?;
+        progress(Progress::Epoch(st.history.last().expect("pushed")));
+    }
+    // An interruption (`stop_after_steps`) saves nothing more, like a crash:
+    // a resume redoes the steps after the last checkpoint, identically.
+    sync_totals(&mut st, exec);
+    let steps = st.totals.steps.max(1) as f64;
+    Ok(RetrainReport {
+        config: cfg.clone(),
+        accuracy_before: st.accuracy_before,
+        accuracy_after: st.history.last().map_or(st.accuracy_before, |r| r.test_accuracy),
+        bytes_per_step_dense: st.totals.update.bytes_dense as f64 / steps,
+        bytes_per_step_sent: st.totals.update.bytes_sent as f64 / steps,
+        history: st.history,
+        totals: st.totals,
+        steps_per_epoch,
+        samples_per_epoch: samples,
+        test_samples: test.len(),
+        resumed_at_step,
+        finished,
+    })
+}
