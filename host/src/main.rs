@@ -15,6 +15,7 @@ use sim_bridge::proto::Site;
 mod jobs;
 mod report;
 mod serve_cmd;
+mod train_cmd;
 
 #[derive(Parser)]
 #[command(name = "faultloop", version, about = "A faulty DNN accelerator in the training loop")]
@@ -55,6 +56,14 @@ enum Cmd {
         #[arg(long)]
         allow_remote: bool,
     },
+    /// Pretrain an int8 model on the host (quantization-aware) and save a checkpoint.
+    Pretrain(train_cmd::PretrainArgs),
+    /// Accuracy of a checkpoint with every matmul on a device (optionally faulty).
+    Eval(train_cmd::EvalArgs),
+    /// Retrain a checkpoint with the (faulty) device in the loop.
+    Retrain(train_cmd::RetrainArgs),
+    /// The main job: pretrain or reuse, find a harmful fault rate, retrain on the device, plot.
+    Demo(train_cmd::DemoArgs),
 }
 
 #[derive(Args)]
@@ -246,6 +255,10 @@ fn run(cli: Cli) -> Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("serve needs --token-file (the shared token)"))?;
             serve_cmd::serve(&dev.device, &listen, &token_file, allow_remote)?;
         }
+        Cmd::Pretrain(a) => train_cmd::pretrain(a)?,
+        Cmd::Eval(a) => train_cmd::eval(a)?,
+        Cmd::Retrain(a) => train_cmd::retrain(a)?,
+        Cmd::Demo(a) => train_cmd::demo(a)?,
     }
     Ok(())
 }
