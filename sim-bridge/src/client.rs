@@ -8,7 +8,8 @@
 //! * Every request gets the next sequence number; a reply whose seq does not
 //!   match (a late reply to an earlier, timed-out attempt) is dropped.
 //! * A request is retried (up to [`ClientOptions::retries`] times, with a new
-//!   seq) when the device answers `BAD_CRC` (nothing was executed), when no
+//!   seq) when the device answers `BAD_CRC` or `BAD_LENGTH` (nothing was
+//!   executed; the client only sends well-formed frames), when no
 //!   reply comes within the timeout, or when the reply arrives garbled (its CRC
 //!   fails). A MATMUL whose reply was lost may have executed, so retrying it
 //!   advances the pass counter and the counters a second time; set
@@ -295,8 +296,8 @@ impl Device {
     }
 
     /// Send one request frame (raw opcode and payload) and return the reply
-    /// frame whatever its status, after the retry policy: `BAD_CRC`, timeouts
-    /// and garbled replies are retried; other statuses are returned as is.
+    /// frame whatever its status, after the retry policy: `BAD_CRC`,
+    /// `BAD_LENGTH`, timeouts and garbled replies are retried; other statuses are returned as is.
     /// `max_reply` bounds the reply payload length the decoder accepts;
     /// `work` = (MACs, expected reply bytes) sizes the timeout.
     fn exchange(
@@ -323,11 +324,16 @@ impl Device {
             self.bytes_sent += frame.len() as u64;
             self.stats.frames_sent += 1;
             let cause = match self.await_reply(seq, timeout, max_reply) {
-                Ok(f) if f.code == Status::BadCrc as u8 => {
+                // Nothing executes on BAD_CRC or BAD_LENGTH. The client only
+                // builds well-formed frames, so a BAD_LENGTH means the length
+                // field was corrupted on the way (the commonest failure on a
+                // noisy serial line): retrying is safe.
+                Ok(f) if f.code == Status::BadCrc as u8 || f.code == Status::BadLength as u8 => {
                     if attempt < max_attempts {
                         log::warn!(
-                            "{}: {name} (seq {seq}): device saw a bad CRC, retrying",
-                            self.name()
+                            "{}: {name} (seq {seq}): device answered {}, retrying",
+                            self.name(),
+                            Status::name_of(f.code)
                         );
                         self.stats.retries += 1;
                         continue;
