@@ -120,6 +120,8 @@ pub struct DeviceMatmul {
     compress: Compress,
     threshold: u8,
     rotations: [(u8, u8); 3],
+    /// Per-layer TMR rotations (calibrated against the fault map), else `rotations`.
+    layer_rotations: Vec<Option<[(u8, u8); 3]>>,
     stats: UpdateStats,
     /// MACs run on the device per layer (TMR: all three runs).
     layer_macs: Vec<u64>,
@@ -153,6 +155,7 @@ impl DeviceMatmul {
             compress: Compress::Sparse,
             threshold: 1,
             rotations,
+            layer_rotations: Vec::new(),
             stats: UpdateStats::default(),
             layer_macs: Vec::new(),
             layer_logical_macs: Vec::new(),
@@ -240,6 +243,35 @@ impl DeviceMatmul {
 
     pub fn set_rotations(&mut self, r: [(u8, u8); 3]) {
         self.rotations = r;
+    }
+
+    /// TMR rotations of one layer (`None`: the default ones).
+    pub fn set_layer_rotations(&mut self, layer: usize, r: Option<[(u8, u8); 3]>) {
+        if self.layer_rotations.len() <= layer {
+            self.layer_rotations.resize(layer + 1, None);
+        }
+        self.layer_rotations[layer] = r;
+    }
+
+    /// The TMR rotations `layer` uses.
+    pub fn layer_rotations(&self, layer: usize) -> [(u8, u8); 3] {
+        self.layer_rotations.get(layer).copied().flatten().unwrap_or(self.rotations)
+    }
+
+    /// One plain device run of `layer` with rotation `rot` (not counted as a
+    /// layer MAC; for calibration).
+    pub fn matmul_rotated(
+        &mut self,
+        layer: usize,
+        a: &[i8],
+        m: usize,
+        rot: (u8, u8),
+    ) -> Result<Vec<i32>, ExecError> {
+        let Some(Some(slot)) = self.slots.get(layer) else {
+            return Err(format!("layer {layer}: no weights installed").into());
+        };
+        let (base, k, n) = (slot.layout.base as u32, slot.layout.k, slot.layout.n);
+        Ok(self.dev.matmul(base, m, k, n, rot, a)?)
     }
 
     pub fn update_stats(&self) -> UpdateStats {
@@ -412,7 +444,7 @@ impl Int8Matmul for DeviceMatmul {
             }
             LayerMode::Tmr => {
                 self.layer_macs[layer] += 3 * macs;
-                let [r0, r1, r2] = self.rotations;
+                let [r0, r1, r2] = self.layer_rotations(layer);
                 let x = self.dev.matmul(base, m, k, n, r0, a)?;
                 let y = self.dev.matmul(base, m, k, n, r1, a)?;
                 let z = self.dev.matmul(base, m, k, n, r2, a)?;

@@ -8,6 +8,13 @@
 //!   results. A psum or weight fault corrupts one logical output column per
 //!   run, a different one each time, so one faulty PE is voted out; an act
 //!   fault corrupts every PE to its right and can survive the vote.
+//! * Fault-map-aware rotations ([`calibrate`]): the default rotations can
+//!   make two faulty PEs (or one act fault, which corrupts its whole row to
+//!   the right) hit the same output in two of the three runs, and the vote
+//!   then fails. The host knows the chip, so per layer it probes candidate
+//!   rotations on the device with the layer's real weights and random
+//!   non-negative activations (what follows a ReLU or an image), keeps the
+//!   cleanest, and picks the triple whose vote is wrong on the fewest outputs.
 //! * Vulnerability analysis: the accuracy with only layer `i` on the faulty
 //!   device (every other layer on the host's integer reference, which equals
 //!   a fault-free device); `loss_i = clean - that`.
@@ -23,7 +30,117 @@ use crate::data::Dataset;
 use crate::device::{DeviceMatmul, LayerMode};
 use crate::error::Result;
 use crate::model::Model;
+use crate::exec::matmul_i8_ref;
 use crate::retrain::evaluate_installed;
+use sim_bridge::rng::Rng;
+
+/// Calibrated TMR rotations of one layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub layer: usize,
+    pub rotations: [(u8, u8); 3],
+    /// Probe outputs the vote still gets wrong with these rotations.
+    pub wrong_outputs: usize,
+    /// ... and with the default rotations.
+    pub wrong_outputs_default: usize,
+    pub probe_outputs: usize,
+}
+
+/// Choose `layer`'s TMR rotations on `exec`'s device (see the module docs):
+/// probe up to 64 rotations (every one on arrays up to 64 PEs, else an 8×8
+/// grid of offsets) with `probe_rows` random activation rows, keep the 20
+/// with the fewest wrong outputs (plus the defaults), and take the triple
+/// whose vote is wrong least often (ties: the earliest).
+pub fn calibrate(
+    exec: &mut DeviceMatmul,
+    layer: usize,
+    probe_rows: usize,
+    seed: u64,
+) -> std::result::Result<Calibration, crate::error::ExecError> {
+    let held = exec.held(layer).ok_or("no weights installed")?.to_vec();
+    let layout = exec.layout(layer).ok_or("no weights installed")?;
+    let (k, n, m) = (layout.k, layout.n, probe_rows.max(1));
+    let (rows, cols) = (exec.info().rows, exec.info().cols);
+    let mut rng = Rng::new(seed ^ (layer as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let a: Vec<i8> = (0..m * k)
+        .map(|_| if rng.below(2) == 0 { 0 } else { rng.below(128) as i8 })
+        .collect();
+    let want = matmul_i8_ref(&a, &held, m, k, n);
+    let (sr, sc) = if rows * cols <= 64 { (1, 1) } else { ((rows / 8).max(1), (cols / 8).max(1)) };
+    let defaults = exec.rotations();
+    let mut cands: Vec<(u8, u8)> = Vec::new();
+    for r in (0..rows).step_by(sr) {
+        for c in (0..cols).step_by(sc) {
+            cands.push((r as u8, c as u8));
+        }
+    }
+    for d in defaults {
+        if !cands.contains(&d) {
+            cands.push(d);
+        }
+    }
+    let mut runs: Vec<((u8, u8), Vec<i32>, usize)> = Vec::with_capacity(cands.len());
+    for rot in cands {
+        let y = exec.matmul_rotated(layer, &a, m, rot)?;
+        let wrong = y.iter().zip(&want).filter(|(a, b)| a != b).count();
+        runs.push((rot, y, wrong));
+    }
+    let wrong_of = |x: &[i32], y: &[i32], z: &[i32]| {
+        x.iter()
+            .zip(y)
+            .zip(z)
+            .zip(&want)
+            .filter(|(((&a, &b), &c), &w)| (a & b) | (b & c) | (a & c) != w)
+            .count()
+    };
+    let find = |rot: (u8, u8)| runs.iter().position(|r| r.0 == rot).expect("default probed");
+    let d = [find(defaults[0]), find(defaults[1]), find(defaults[2])];
+    let wrong_default = wrong_of(&runs[d[0]].1, &runs[d[1]].1, &runs[d[2]].1);
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by_key(|&i| runs[i].2);
+    order.truncate(20);
+    let mut best = (wrong_default, d);
+    for (x, &i) in order.iter().enumerate() {
+        for (y, &j) in order.iter().enumerate().skip(x + 1) {
+            for &l in order.iter().skip(y + 1) {
+                if best.0 == 0 {
+                    break;
+                }
+                let w = wrong_of(&runs[i].1, &runs[j].1, &runs[l].1);
+                if w < best.0 {
+                    best = (w, [i, j, l]);
+                }
+            }
+        }
+    }
+    Ok(Calibration {
+        layer,
+        rotations: [runs[best.1[0]].0, runs[best.1[1]].0, runs[best.1[2]].0],
+        wrong_outputs: best.0,
+        wrong_outputs_default: wrong_default,
+        probe_outputs: m * n,
+    })
+}
+
+/// [`calibrate`] every layer and install the rotations on `exec`.
+pub fn calibrate_all(
+    exec: &mut DeviceMatmul,
+    layers: usize,
+    probe_rows: usize,
+    seed: u64,
+) -> Result<Vec<Calibration>> {
+    let mut out = Vec::with_capacity(layers);
+    for i in 0..layers {
+        let c = calibrate(exec, i, probe_rows, seed).map_err(|source| crate::error::Error::Exec {
+            layer: i,
+            name: format!("layer {i}"),
+            source,
+        })?;
+        exec.set_layer_rotations(i, Some(c.rotations));
+        out.push(c);
+    }
+    Ok(out)
+}
 
 /// Bitwise majority of three int32 vectors.
 pub fn vote(x: &[i32], y: &[i32], z: &[i32]) -> Vec<i32> {
@@ -60,6 +177,9 @@ pub struct Vulnerability {
     pub faulty_accuracy: f64,
     pub layers: Vec<LayerVulnerability>,
     pub samples: usize,
+    /// The TMR rotations chosen per layer (installed on the executor).
+    #[serde(default)]
+    pub calibration: Vec<Calibration>,
 }
 
 impl Vulnerability {
@@ -120,7 +240,8 @@ fn set_modes(exec: &mut DeviceMatmul, layers: usize, f: impl Fn(usize) -> LayerM
     }
 }
 
-/// Per-layer vulnerability of `model` on `exec`'s (faulty) device over `data`.
+/// Per-layer vulnerability of `model` on `exec`'s (faulty) device over `data`,
+/// and the calibrated TMR rotations of every layer (installed on `exec`).
 /// The model's weights must be installed on `exec` (`Model::sync_weights`).
 /// Leaves every layer in [`LayerMode::Device`].
 pub fn analyze(
@@ -151,7 +272,14 @@ pub fn analyze(
         });
     }
     set_modes(exec, n, |_| LayerMode::Device);
-    Ok(Vulnerability { clean_accuracy: clean, faulty_accuracy: faulty, layers, samples: data.len() })
+    let calibration = calibrate_all(exec, n, 32, 1)?;
+    Ok(Vulnerability {
+        clean_accuracy: clean,
+        faulty_accuracy: faulty,
+        layers,
+        samples: data.len(),
+        calibration,
+    })
 }
 
 /// One row of the accuracy-vs-budget table.
@@ -230,6 +358,7 @@ mod tests {
             clean_accuracy: 0.9,
             faulty_accuracy: 0.5,
             samples: 1,
+            calibration: Vec::new(),
             layers: losses
                 .iter()
                 .enumerate()
