@@ -176,8 +176,15 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
+            // Library errors often repeat their source in their own message;
+            // print each cause only when it adds something.
+            let mut last = e.to_string();
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                let text = cause.to_string();
+                if !last.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                }
+                last = text;
             }
             ExitCode::FAILURE
         }
