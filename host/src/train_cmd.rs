@@ -601,7 +601,12 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
-const SCAN_RATES: &[f64] = &[0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.15, 0.20, 0.25, 0.30];
+/// Fault rates the demo tries in order (fixed seed); fine steps at the low
+/// end because one stuck high psum bit can already cost most of the accuracy.
+const SCAN_RATES: &[f64] = &[
+    0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.045, 0.05, 0.06, 0.08, 0.10, 0.15, 0.20,
+    0.30,
+];
 
 #[derive(Serialize)]
 struct ScanPoint {
@@ -662,7 +667,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
                 let map = FaultMap::random(rows, cols, r, a.seed, &opts)?;
                 sx.set_faults(Some(&map)).map_err(|e| anyhow::anyhow!("{e}"))?;
                 let acc = retrain::evaluate_installed(&model, &test, 500, &mut sx)?;
-                note(format!("  rate {:.2}: {:>3} faulty PEs, accuracy {:.2} %", r, map.faulty_pes(), 100.0 * acc));
+                note(format!("  rate {:.3}: {:>3} faulty PEs, accuracy {:.2} %", r, map.faulty_pes(), 100.0 * acc));
                 scan.push(ScanPoint { rate: r, faulty_pes: map.faulty_pes(), accuracy: acc });
                 if 100.0 * (clean - acc) >= a.min_loss {
                     found = Some(r);

@@ -1,0 +1,112 @@
+//! `faultloop pretrain | eval | retrain` end to end on a tiny synthetic
+//! 28×28 data set and the golden-model device (`model:4x4`).
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        v.extend_from_slice(&(*d as u32).to_be_bytes());
+    }
+    v.extend_from_slice(data);
+    v
+}
+
+/// 28×28 images, 4 classes: class c lights quadrant c (plus LCG noise).
+fn write_split(dir: &Path, stem: &str, n: usize, seed: u64) {
+    let mut s = seed;
+    let mut rnd = || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 33) as u32
+    };
+    let (mut px, mut labels) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let c = (rnd() % 4) as usize;
+        labels.push(c as u8);
+        for y in 0..28 {
+            for x in 0..28 {
+                let q = (y / 14) * 2 + x / 14;
+                px.push(((if q == c { 120 } else { 30 }) + rnd() % 100) as u8);
+            }
+        }
+    }
+    std::fs::write(dir.join(format!("{stem}-images-idx3-ubyte")), idx(&[n, 28, 28], &px)).unwrap();
+    std::fs::write(dir.join(format!("{stem}-labels-idx1-ubyte")), idx(&[n], &labels)).unwrap();
+}
+
+fn faultloop(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_faultloop")).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "faultloop {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("faultloop {args:?}: not JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout))
+    })
+}
+
+#[test]
+fn pretrain_eval_retrain_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write_split(d, "train", 400, 1);
+    write_split(d, "t10k", 100, 2);
+    let data = d.to_str().unwrap();
+    let ckpt = d.join("m.ckpt");
+    let ck = ckpt.to_str().unwrap();
+    let p = faultloop(&[
+        "pretrain", "--data-dir", data, "--model", "mlp", "--epochs", "2", "--seed", "3", "-o", ck,
+        "--json",
+    ]);
+    assert!(p["accuracy"].as_f64().unwrap() > 0.8, "{p}");
+
+    // The whole test set on the device: the host's int8 accuracy exactly.
+    let e = faultloop(&["eval", "--data-dir", data, "--model", ck, "--device", "model:4x4", "--json"]);
+    assert_eq!(e["samples"], 100);
+    assert_eq!(e["accuracy"], p["accuracy"]);
+    assert_eq!(e["macs"].as_u64().unwrap(), 100 * (784 * 256 + 256 * 128 + 128 * 10));
+    for k in ["seconds", "bytes_to_device", "bytes_from_device", "link_seconds"] {
+        assert!(e[k].as_f64().unwrap() > 0.0, "{k}: {e}");
+    }
+
+    let faults = d.join("f.json");
+    let st = Command::new(env!("CARGO_BIN_EXE_faultloop"))
+        .args(["faults", "random", "--rows", "4", "--cols", "4", "--rate", "0.25", "--seed", "2", "-o"])
+        .arg(&faults)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let f = faults.to_str().unwrap();
+    let common = [
+        "retrain", "--data-dir", data, "--model", ck, "--device", "model:4x4", "--faults", f,
+        "--epochs", "2", "--train-samples", "128", "--batch", "32", "--limit", "50",
+        "--checkpoint-every", "3", "--json",
+    ];
+    let out_full = d.join("full.ckpt");
+    let mut a: Vec<&str> = common.to_vec();
+    a.extend(["-o", out_full.to_str().unwrap()]);
+    let r = faultloop(&a);
+    for k in [
+        "accuracy_before", "accuracy_after", "epochs", "seconds", "link_seconds",
+        "bytes_per_step_dense", "bytes_per_step_sent",
+    ] {
+        assert!(r.get(k).is_some(), "missing {k}: {r}");
+    }
+    assert_eq!(r["epochs"], 2);
+    assert_eq!(r["steps"], 8);
+    assert!(r["bytes_per_step_sent"].as_f64() < r["bytes_per_step_dense"].as_f64(), "{r}");
+    // --resume on a finished run does nothing more and reports the same.
+    a.push("--resume");
+    let again = faultloop(&a);
+    assert_eq!(again["accuracy_after"], r["accuracy_after"]);
+    assert_eq!(again["resumed_at_step"], 8);
+    // The output is a checkpoint eval can load.
+    let e2 = faultloop(&[
+        "eval", "--data-dir", data, "--model", out_full.to_str().unwrap(), "--device", "model:4x4",
+        "--faults", f, "--limit", "50", "--json",
+    ]);
+    assert_eq!(e2["accuracy"], r["accuracy_after"]);
+}

@@ -1,0 +1,378 @@
+//! The DLA-backed executor, sparse increments, partial TMR, checkpoint/resume
+//! and a small hardware-in-the-loop retraining run, on the golden model
+//! (`model:RxC`) and, where cheap, on the Verilated RTL (`sim:RxC`).
+use std::path::Path;
+use std::sync::Mutex;
+
+use sim_bridge::faultmap::{Fault, FaultMap};
+use sim_bridge::proto::Site;
+use sim_bridge::rng::Rng;
+use tch::{nn, Kind, Tensor};
+use trainer::data::{encode_idx, Dataset, Split};
+use trainer::device::{Compress, DeviceMatmul, LayerMode};
+use trainer::exec::matmul_i8_ref;
+use trainer::retrain::{self, RetrainConfig};
+use trainer::train::{self, TrainConfig};
+use trainer::{tmr, HostMatmul, Int8Matmul, Model, ModelSpec};
+
+/// libtorch's RNG is process-global; tests that seed it hold this lock.
+static TORCH_RNG: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// 8×8 images, 4 classes: class c lights quadrant c, plus deterministic noise.
+fn write_split(dir: &Path, stem: &str, n: usize, seed: u64) {
+    let mut r = Rng::new(seed);
+    let mut px = Vec::with_capacity(n * 64);
+    let mut labels = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = r.index(4);
+        labels.push(c as u8);
+        for y in 0..8 {
+            for x in 0..8 {
+                let q = (y / 4) * 2 + x / 4;
+                let base = if q == c { 120 } else { 40 };
+                px.push((base + r.below(110)) as u8);
+            }
+        }
+    }
+    std::fs::write(dir.join(format!("{stem}-images-idx3-ubyte")), encode_idx(&[n, 8, 8], &px))
+        .unwrap();
+    std::fs::write(dir.join(format!("{stem}-labels-idx1-ubyte")), encode_idx(&[n], &labels))
+        .unwrap();
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    train: Dataset,
+    test: Dataset,
+}
+
+fn data(n_train: usize, n_test: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    write_split(dir.path(), "train", n_train, 11);
+    write_split(dir.path(), "t10k", n_test, 12);
+    let train = Dataset::load(dir.path(), Split::Train).unwrap();
+    let test = Dataset::load(dir.path(), Split::Test).unwrap();
+    Fixture { _dir: dir, train, test }
+}
+
+/// A small pretrained MLP 64-32-16-4 (host QAT), caller holds the lock.
+fn pretrained(f: &Fixture, seed: i64) -> (nn::VarStore, Model) {
+    tch::manual_seed(seed);
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let model = Model::new(&vs.root(), &ModelSpec::Mlp { widths: vec![64, 32, 16, 4] }).unwrap();
+    let cfg = TrainConfig { epochs: 3, batch_size: 32, lr: 1e-2, eval_batch: 128, ..Default::default() };
+    train::pretrain(&model, &vs, &f.train, &f.test, &cfg, &mut HostMatmul::new(), |_| {}).unwrap();
+    (vs, model)
+}
+
+fn identity(k: usize) -> Vec<i8> {
+    let mut a = vec![0i8; k * k];
+    for i in 0..k {
+        a[i * k + i] = 1;
+    }
+    a
+}
+
+#[test]
+fn device_matmul_equals_host_reference_on_model_and_sim() {
+    let mut rng = Rng::new(7);
+    for spec in ["model:4x4", "model:8x8", "sim:4x4"] {
+        let mut exec = DeviceMatmul::open(spec, None).unwrap();
+        // Several layers, odd shapes (padding), allocated one after the other.
+        let shapes = [(13usize, 9usize), (64, 32), (5, 21)];
+        let ws: Vec<Vec<i8>> = shapes.iter().map(|&(k, n)| rng.vec_i8(k * n)).collect();
+        for (i, (&(k, n), w)) in shapes.iter().zip(&ws).enumerate() {
+            exec.set_weights(i, w, k, n).unwrap();
+        }
+        let mut end = 0;
+        for (i, &(k, n)) in shapes.iter().enumerate() {
+            let l = exec.layout(i).unwrap();
+            assert_eq!(l.base % exec.info().cols, 0, "{spec}: layer {i} base aligned");
+            assert!(l.base >= end, "{spec}: layers overlap");
+            end = l.end();
+            let m = 37;
+            let a = rng.vec_i8(m * k);
+            let got = exec.matmul(i, &a, m, k, n).unwrap();
+            assert_eq!(got, matmul_i8_ref(&a, &ws[i], m, k, n), "{spec}: layer {i} {m}x{k}x{n}");
+        }
+        assert_eq!(exec.device_macs(), 37 * (13 * 9 + 64 * 32 + 5 * 21) as u64);
+        assert!(exec.bytes_to_device() > 0 && exec.bytes_from_device() > 0);
+    }
+}
+
+#[test]
+fn exported_model_on_device_equals_host_int8_path() {
+    let _g = lock();
+    let f = data(256, 96);
+    let (_vs, model) = pretrained(&f, 3);
+    let host = train::predict(&model, &f.test, 50, Some(&mut HostMatmul::new())).unwrap();
+    for spec in ["model:4x4", "sim:8x8"] {
+        let mut exec = DeviceMatmul::open(spec, None).unwrap();
+        let dev = train::predict(&model, &f.test, 50, Some(&mut exec)).unwrap();
+        assert!(host.equal(&dev), "{spec}: device predictions differ from the host's");
+        // Layer by layer: the export's weights on the device times random
+        // activations equal the integer reference.
+        let exp = model.export();
+        let mut rng = Rng::new(5);
+        for l in &exp.layers {
+            let a = rng.vec_i8(7 * l.k);
+            assert_eq!(
+                exec.matmul(l.index, &a, 7, l.k, l.n).unwrap(),
+                matmul_i8_ref(&a, &l.weights, 7, l.k, l.n),
+                "{spec}: {}",
+                l.name
+            );
+        }
+    }
+}
+
+#[test]
+fn straight_through_gradients_through_a_faulty_device() {
+    let _g = lock();
+    let f = data(64, 32);
+    tch::manual_seed(1);
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    // One layer and a loss linear in the logits: its gradient cannot see the
+    // forward values, so straight-through must give exactly the float gradient.
+    let model = Model::new(&vs.root(), &ModelSpec::Mlp { widths: vec![64, 4] }).unwrap();
+    let xs = f.train.images.narrow(0, 0, 16);
+    let _ = model.forward_exec(&xs, true, None).unwrap(); // observe the input range
+    model.set_observe(false);
+    let c = Tensor::from_slice(&[1.0f32, -2.0, 0.5, 3.0]).view([1, 4]);
+    let map = FaultMap {
+        faults: vec![Fault { row: 1, col: 2, site: Site::Psum, stuck_at_0: 0, stuck_at_1: 1 << 12 }],
+        ..FaultMap::empty(4, 4)
+    };
+    let mut exec = DeviceMatmul::open("model:4x4", Some(&map)).unwrap();
+    model.sync_weights(&mut exec).unwrap();
+    let mut run = |exec: Option<&mut dyn Int8Matmul>| {
+        for mut v in vs.trainable_variables() {
+            v.zero_grad();
+        }
+        let logits = model.forward_exec(&xs, true, exec).unwrap();
+        (&logits * &c).sum(Kind::Float).backward();
+        let l = &model.layers()[0];
+        (logits.detach(), l.weight.grad().copy(), l.bias.grad().copy())
+    };
+    let (dev_y, dev_gw, dev_gb) = run(Some(&mut exec));
+    let (float_y, float_gw, float_gb) = run(None);
+    // The forward value is exactly the device's (faulty) result ...
+    let eval_y = tch::no_grad(|| model.forward_exec(&xs, false, Some(&mut exec)).unwrap());
+    assert!(dev_y.equal(&eval_y));
+    assert!(!dev_y.allclose(&float_y, 1e-4, 1e-4, false), "the fault must show in the forward value");
+    // ... and the backward pass is the float one.
+    assert!(dev_gw.allclose(&float_gw, 1e-6, 1e-6, false));
+    assert!(dev_gb.allclose(&float_gb, 1e-6, 1e-6, false));
+    assert!(dev_gw.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+}
+
+#[test]
+fn sparse_patches_reproduce_dense_weights_exactly() {
+    let mut rng = Rng::new(99);
+    let (k, n) = (40usize, 24usize);
+    let mut w = rng.vec_i8(k * n);
+    let mut sparse = DeviceMatmul::open("model:8x8", None).unwrap();
+    let mut dense = DeviceMatmul::open("model:8x8", None).unwrap();
+    dense.set_compress(Compress::Dense);
+    sparse.set_weights(0, &w, k, n).unwrap();
+    dense.set_weights(0, &w, k, n).unwrap();
+    let eye = identity(k);
+    for step in 0..30 {
+        // Few changes usually (patch), sometimes most of the matrix (dense fallback).
+        let changes = if step % 10 == 9 { k * n } else { 1 + rng.index(20) };
+        for _ in 0..changes {
+            let i = rng.index(k * n);
+            w[i] = rng.range_i8(-127, 127);
+        }
+        sparse.set_weights(0, &w, k, n).unwrap();
+        dense.set_weights(0, &w, k, n).unwrap();
+        let a = sparse.matmul(0, &eye, k, k, n).unwrap();
+        let b = dense.matmul(0, &eye, k, k, n).unwrap();
+        assert_eq!(a, b, "step {step}");
+        assert_eq!(a, w.iter().map(|&v| v as i32).collect::<Vec<_>>(), "step {step}");
+        assert_eq!(sparse.held(0).unwrap(), &w[..]);
+    }
+    let (s, d) = (sparse.update_stats(), dense.update_stats());
+    assert_eq!(s.updates, 30);
+    assert!(s.patch_updates >= 20 && s.dense_updates >= 1, "{s:?}");
+    assert_eq!(d.dense_updates, 30);
+    assert!(s.bytes_sent < d.bytes_sent / 3, "{s:?} vs {d:?}");
+    // The dense estimate is what a dense write really costs.
+    assert_eq!(d.bytes_sent, d.bytes_dense);
+    assert_eq!(s.bytes_dense, d.bytes_dense);
+}
+
+#[test]
+fn threshold_keeps_a_residual_that_is_sent_once_it_grows() {
+    let (k, n) = (8usize, 8usize);
+    let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
+    exec.set_threshold(3);
+    let mut w = vec![0i8; k * n];
+    exec.set_weights(0, &w, k, n).unwrap();
+    // +1 per step on element 5: sent only when the distance reaches 3.
+    for step in 1..=7i8 {
+        w[5] = step;
+        exec.set_weights(0, &w, k, n).unwrap();
+        let held = exec.held(0).unwrap()[5];
+        assert!((w[5] - held).abs() < 3, "step {step}: residual {}", w[5] - held);
+        let got = exec.matmul(0, &identity(k), k, k, n).unwrap();
+        assert_eq!(got[5], held as i32);
+    }
+    assert_eq!(exec.held(0).unwrap()[5], 6);
+    let s = exec.update_stats();
+    assert_eq!((s.patch_updates, s.withheld_values), (2, 5), "{s:?}");
+}
+
+#[test]
+fn tmr_votes_out_a_faulty_pe() {
+    let mut rng = Rng::new(3);
+    let (m, k, n) = (20usize, 16usize, 8usize);
+    let w = rng.vec_i8(k * n);
+    let a = rng.vec_i8(m * k);
+    let want = matmul_i8_ref(&a, &w, m, k, n);
+    for site in [Site::Psum, Site::Weight] {
+        let (sa1, what) = match site {
+            Site::Psum => (1u64 << 20, "psum"),
+            _ => (1 << 6, "weight"),
+        };
+        let map = FaultMap {
+            faults: vec![Fault { row: 1, col: 2, site, stuck_at_0: 0, stuck_at_1: sa1 }],
+            ..FaultMap::empty(4, 4)
+        };
+        for spec in ["model:4x4", "sim:4x4"] {
+            let mut exec = DeviceMatmul::open(spec, Some(&map)).unwrap();
+            exec.set_weights(0, &w, k, n).unwrap();
+            let plain = exec.matmul(0, &a, m, k, n).unwrap();
+            assert_ne!(plain, want, "{spec} {what}: the fault must corrupt the plain run");
+            exec.set_mode(0, LayerMode::Tmr);
+            assert_eq!(exec.matmul(0, &a, m, k, n).unwrap(), want, "{spec} {what}: TMR");
+            exec.set_mode(0, LayerMode::Host);
+            assert_eq!(exec.matmul(0, &a, m, k, n).unwrap(), want);
+            assert_eq!(exec.layer_macs()[0], 4 * (m * k * n) as u64, "plain + 3 TMR runs");
+        }
+    }
+}
+
+/// A fault map on a 4×4 array that hurts the small MLP: high psum bits stuck
+/// at 1 in two columns, an act and a weight fault.
+fn harmful_map() -> FaultMap {
+    FaultMap {
+        faults: vec![
+            Fault { row: 0, col: 1, site: Site::Weight, stuck_at_0: 0, stuck_at_1: 1 << 6 },
+            Fault { row: 2, col: 0, site: Site::Psum, stuck_at_0: 0, stuck_at_1: 1 << 13 },
+            Fault { row: 3, col: 3, site: Site::Act, stuck_at_0: 0, stuck_at_1: 1 << 6 },
+        ],
+        ..FaultMap::empty(4, 4)
+    }
+}
+
+#[test]
+fn retraining_on_a_faulty_model_device_recovers_accuracy() {
+    let _g = lock();
+    let f = data(600, 300);
+    let (mut vs, model) = pretrained(&f, 3);
+    let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
+    retrain::install_model(&model, &mut exec).unwrap();
+    let clean = retrain::evaluate_installed(&model, &f.test, 100, &mut exec).unwrap();
+    exec.set_faults(Some(&harmful_map())).unwrap();
+    let cfg = RetrainConfig {
+        epochs: 3,
+        batch_size: 32,
+        lr: 3e-3,
+        train_samples: 600,
+        checkpoint_every: 0,
+        eval_batch: 100,
+        ..Default::default()
+    };
+    let r = retrain::retrain(&model, &mut vs, &mut exec, &f.train, &f.test, &cfg, None, false, &mut |_| {})
+        .unwrap();
+    eprintln!("clean {clean} before {} after {} {:?}", r.accuracy_before, r.accuracy_after, r.history);
+    assert!(r.accuracy_before < clean - 0.1, "the faults must hurt: {clean} vs {}", r.accuracy_before);
+    assert!(r.accuracy_after > r.accuracy_before + 0.1, "{r:?}");
+    assert_eq!(r.totals.steps, 3 * 19);
+    assert!(r.bytes_per_step_sent < r.bytes_per_step_dense, "{r:?}");
+}
+
+#[test]
+fn resume_after_an_interruption_gives_identical_results() {
+    let _g = lock();
+    let f = data(300, 100);
+    let cfg = RetrainConfig {
+        epochs: 2,
+        batch_size: 32,
+        lr: 3e-3,
+        train_samples: 200,
+        checkpoint_every: 3,
+        eval_batch: 100,
+        threshold: 2,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = |ckpt: &Path, stop: Option<usize>, resume: bool| {
+        let (mut vs, model) = pretrained(&f, 5);
+        let mut exec = DeviceMatmul::open("model:4x4", Some(&harmful_map())).unwrap();
+        let cfg = RetrainConfig { stop_after_steps: stop, ..cfg.clone() };
+        let r = retrain::retrain(&model, &mut vs, &mut exec, &f.train, &f.test, &cfg, Some(ckpt), resume, &mut |_| {})
+            .unwrap();
+        (r, model.export(), exec.held(0).unwrap().to_vec())
+    };
+    let (full, full_exp, full_held) = run(&dir.path().join("full.ckpt"), None, false);
+    assert!(full.finished);
+    let ck = dir.path().join("cut.ckpt");
+    // 7 steps an epoch, checkpoints at steps 3, 6, 7 (epoch end), 9, 12, 14.
+    // Interrupted after 8 steps (resumes at 7, the epoch end), then again 3
+    // steps into the resumed run (resumes at the checkpoint of step 9), then finished.
+    let (a, _, _) = run(&ck, Some(8), true);
+    assert!(!a.finished);
+    let (b, _, _) = run(&ck, Some(3), true);
+    assert_eq!(b.resumed_at_step, Some(7));
+    let (c, c_exp, c_held) = run(&ck, None, true);
+    assert_eq!(c.resumed_at_step, Some(9));
+    assert!(c.finished);
+    assert_eq!(c.history.len(), 2);
+    for (x, y) in full.history.iter().zip(&c.history) {
+        assert_eq!((x.train_loss, x.train_accuracy, x.test_accuracy), (y.train_loss, y.train_accuracy, y.test_accuracy));
+        assert_eq!((x.bytes_dense, x.bytes_sent), (y.bytes_dense, y.bytes_sent));
+    }
+    assert_eq!(full.accuracy_before, c.accuracy_before);
+    assert_eq!(full.totals.update.bytes_sent, c.totals.update.bytes_sent);
+    assert_eq!(full.totals.steps, c.totals.steps);
+    assert_eq!(full_exp, c_exp);
+    assert_eq!(full_held, c_held);
+    // The result is a loadable checkpoint.
+    let (_vs, loaded, _) = trainer::checkpoint::load(&ck).unwrap();
+    assert_eq!(loaded.export(), c_exp);
+    // A different configuration refuses to resume.
+    let (mut vs, model) = pretrained(&f, 5);
+    let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
+    let other = RetrainConfig { lr: 1e-2, ..cfg.clone() };
+    let e = retrain::retrain(&model, &mut vs, &mut exec, &f.train, &f.test, &other, Some(&ck), true, &mut |_| {})
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot resume"), "{e}");
+}
+
+#[test]
+fn vulnerability_and_budget_table() {
+    let _g = lock();
+    let f = data(256, 200);
+    let (_vs, model) = pretrained(&f, 3);
+    let mut exec = DeviceMatmul::open("model:4x4", Some(&harmful_map())).unwrap();
+    retrain::install_model(&model, &mut exec).unwrap();
+    let v = tmr::analyze(&model, &f.test, 100, &mut exec).unwrap();
+    assert_eq!(v.layers.len(), 3);
+    assert_eq!(v.layers[0].macs_per_sample, 64 * 32);
+    assert!(v.faulty_accuracy < v.clean_accuracy);
+    let rows = tmr::budget_table(&model, &f.test, 100, &mut exec, &v, &[0.0, 50.0, 100.0, 200.0]).unwrap();
+    assert_eq!(rows[0].accuracy, v.faulty_accuracy);
+    assert!(rows[0].protected.is_empty());
+    for r in &rows {
+        assert!(r.extra_macs_pct <= r.budget_pct + 1e-9, "{r:?}");
+    }
+    // Everything protected: every fault here is a single PE, voted out.
+    assert_eq!(rows[3].protected.len(), v.layers.iter().filter(|l| l.loss > 0.0).count());
+    assert!(rows[3].accuracy >= rows[0].accuracy, "{rows:?}");
+}
