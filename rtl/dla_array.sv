@@ -52,12 +52,21 @@ module dla_array #(
 
   // act_h[r][c]: activation entering PE(r,c) from the left (c = C: right edge, unused)
   // psum_v[r][c]: partial sum entering PE(r,c) from the top (r = R: bottom edge)
+  // Packed: Verilator substitutes the PE registers for these part selects (an
+  // unpacked array element would be a per-cycle copy of every PE output).
+  // flip is unpacked: it is only summed while SEUs are enabled.
   logic [8*R*(C+1)-1:0]  act_h;
   logic [32*(R+1)*C-1:0] psum_v;
-  logic [R*C-1:0]        flip;
-  logic                  cfg_any;
+  logic                  flip [R*C];
+  logic        cfg_any;
+  logic [31:0] cfg_sa0, cfg_sa1;
+  logic        byp;
 
   assign cfg_any = clear_i || cfg_we_i || byp_we_i || dft_we_i;
+  // CLEAR writes zeros to every PE through the same data path.
+  assign cfg_sa0 = clear_i ? 32'h0 : cfg_sa0_i;
+  assign cfg_sa1 = clear_i ? 32'h0 : cfg_sa1_i;
+  assign byp     = clear_i ? 1'b0 : byp_i;
 
   for (genvar r = 0; r < R; r++) begin : g_row
     assign act_h[8*(r*(C+1)) +: 8] = act_i[8*r +: 8];
@@ -83,10 +92,10 @@ module dla_array #(
         .clear_i   (clear_i),
         .cfg_we_i  (cfg_we_i),
         .cfg_site_i(cfg_site_i),
-        .cfg_sa0_i (cfg_sa0_i),
-        .cfg_sa1_i (cfg_sa1_i),
+        .cfg_sa0_i (cfg_sa0),
+        .cfg_sa1_i (cfg_sa1),
         .byp_we_i  (byp_we_i),
-        .byp_i     (byp_i),
+        .byp_i     (byp),
         .dft_we_i  (dft_we_i),
         .dft_row_i (dft_row_i),
         .dft_col_i (dft_col_i),

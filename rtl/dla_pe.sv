@@ -69,62 +69,17 @@ module dla_pe #(
   localparam logic [7:0]  Row8   = 8'(Row);
   localparam logic [7:0]  Col8   = 8'(Col);
 
-  // Configuration writes are rare: everything below is qualified by
-  // cfg_any_i first, so an idle PE costs one test per cycle in simulation.
-  logic cfg_upd;
-
+  // Configuration writes are rare. The array broadcasts the written values
+  // (already zero for clear_i); the write enables are decoded inside the
+  // registers' cfg_any_i branch, so an idle PE costs the Verilated model no
+  // per-cycle decode and no per-register copies.
   // ---------------------------------------------------------------------------
   // Fault configuration registers (control: reset)
   // ---------------------------------------------------------------------------
-  logic [31:0] ps_sa0_d, ps_sa0_q, ps_sa1_d, ps_sa1_q;
-  logic [7:0]  ac_sa0_d, ac_sa0_q, ac_sa1_d, ac_sa1_q;
-  logic [7:0]  wt_sa0_d, wt_sa0_q, wt_sa1_d, wt_sa1_q;
-  logic        byp_d, byp_q;
-
-  always_comb begin
-    ps_sa0_d = ps_sa0_q;
-    ps_sa1_d = ps_sa1_q;
-    ac_sa0_d = ac_sa0_q;
-    ac_sa1_d = ac_sa1_q;
-    wt_sa0_d = wt_sa0_q;
-    wt_sa1_d = wt_sa1_q;
-    byp_d    = byp_q;
-    cfg_upd  = 1'b0;
-    if (cfg_any_i) begin
-      if (clear_i) begin
-        cfg_upd  = 1'b1;
-        ps_sa0_d = '0;
-        ps_sa1_d = '0;
-        ac_sa0_d = '0;
-        ac_sa1_d = '0;
-        wt_sa0_d = '0;
-        wt_sa1_d = '0;
-        byp_d    = 1'b0;
-      end else if ((cfg_row_i == Row8) && (cfg_col_i == Col8)) begin
-        cfg_upd = cfg_we_i || byp_we_i;
-        if (cfg_we_i) begin
-          case (cfg_site_i)
-            2'd0: begin
-              ps_sa0_d = cfg_sa0_i;
-              ps_sa1_d = cfg_sa1_i;
-            end
-            2'd1: begin
-              ac_sa0_d = cfg_sa0_i[7:0];
-              ac_sa1_d = cfg_sa1_i[7:0];
-            end
-            2'd2: begin
-              wt_sa0_d = cfg_sa0_i[7:0];
-              wt_sa1_d = cfg_sa1_i[7:0];
-            end
-            default: ;
-          endcase
-        end
-        if (byp_we_i) begin
-          byp_d = byp_i;
-        end
-      end
-    end
-  end
+  logic [31:0] ps_sa0_q, ps_sa1_q;
+  logic [7:0]  ac_sa0_q, ac_sa1_q;
+  logic [7:0]  wt_sa0_q, wt_sa1_q;
+  logic        byp_q;
 
   always_ff @(posedge clk_i) begin
     if (!rst_ni) begin
@@ -135,14 +90,22 @@ module dla_pe #(
       wt_sa0_q <= '0;
       wt_sa1_q <= '0;
       byp_q    <= 1'b0;
-    end else if (cfg_upd) begin
-      ps_sa0_q <= ps_sa0_d;
-      ps_sa1_q <= ps_sa1_d;
-      ac_sa0_q <= ac_sa0_d;
-      ac_sa1_q <= ac_sa1_d;
-      wt_sa0_q <= wt_sa0_d;
-      wt_sa1_q <= wt_sa1_d;
-      byp_q    <= byp_d;
+    end else if (cfg_any_i) begin
+      if (clear_i || (cfg_we_i && cfg_site_i == 2'd0 && cfg_row_i == Row8 && cfg_col_i == Col8)) begin
+        ps_sa0_q <= cfg_sa0_i;
+        ps_sa1_q <= cfg_sa1_i;
+      end
+      if (clear_i || (cfg_we_i && cfg_site_i == 2'd1 && cfg_row_i == Row8 && cfg_col_i == Col8)) begin
+        ac_sa0_q <= cfg_sa0_i[7:0];
+        ac_sa1_q <= cfg_sa1_i[7:0];
+      end
+      if (clear_i || (cfg_we_i && cfg_site_i == 2'd2 && cfg_row_i == Row8 && cfg_col_i == Col8)) begin
+        wt_sa0_q <= cfg_sa0_i[7:0];
+        wt_sa1_q <= cfg_sa1_i[7:0];
+      end
+      if (clear_i || (byp_we_i && cfg_row_i == Row8 && cfg_col_i == Col8)) begin
+        byp_q <= byp_i;
+      end
     end
   end
 
@@ -226,22 +189,27 @@ module dla_pe #(
   logic [7:0]  act_d, act_q;
   logic [31:0] psum_d, psum_q;
   logic [7:0]  w_d, w_q;
-
-  // Weight register: loaded through the weight masks (a MATMUL always reloads
-  // the tile, so masking at load equals masking at use).
-  logic w_upd;
-  assign w_upd = wload_i && (wrow_i == Row8);
-  assign w_d   = (wdata_i | wt_sa1) & ~wt_sa0;
-
-  logic [15:0] prod;
   logic        flip;
 
-  assign prod = 16'($signed(act_i) * $signed(w_q));
+  // Weight register: loaded through the weight masks (a MATMUL always reloads
+  // the tile, so masking at load equals masking at use). The row match sits
+  // under the shared wload_i test.
+  assign w_d = (wdata_i | wt_sa1) & ~wt_sa0;
 
+  always_ff @(posedge clk_i) begin
+    if (wload_i) begin
+      if (wrow_i == Row8) begin
+        w_q <= w_d;
+      end
+    end
+  end
+
+  // One step of the PE, all of it under the shared en_i test (the _d values
+  // are don't-care while en_i is low: the registers hold).
   always_comb begin
     logic [31:0] sum, h, m_idx;
-    act_d  = act_q;
-    psum_d = psum_q;
+    act_d  = '0;
+    psum_d = '0;
     flip   = 1'b0;
     sum    = '0;
     h      = '0;
@@ -252,7 +220,7 @@ module dla_pe #(
         psum_d = psum_i;
       end else begin
         act_d = (act_i | ac_sa1) & ~ac_sa0;
-        sum   = psum_i + {{16{prod[15]}}, prod};
+        sum   = psum_i + 32'($signed(act_i) * $signed(w_q));
         if (seu_en_i) begin
           // Counter-based hash (docs/protocol.md "Transient-flip hash").
           m_idx = seu_t_i - RowCol;
@@ -278,12 +246,6 @@ module dla_pe #(
     if (en_i) begin
       act_q  <= act_d;
       psum_q <= psum_d;
-    end
-  end
-
-  always_ff @(posedge clk_i) begin
-    if (w_upd) begin
-      w_q <= w_d;
     end
   end
 
