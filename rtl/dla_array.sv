@@ -54,10 +54,11 @@ module dla_array #(
   // psum_v[r][c]: partial sum entering PE(r,c) from the top (r = R: bottom edge)
   // Packed: Verilator substitutes the PE registers for these part selects (an
   // unpacked array element would be a per-cycle copy of every PE output).
-  // flip is unpacked: it is only summed while SEUs are enabled.
+  // nflip_h[r][c]: flips this cycle in PEs (r, 0..c-1), chained along the row.
   logic [8*R*(C+1)-1:0]  act_h;
   logic [32*(R+1)*C-1:0] psum_v;
-  logic                  flip [R*C];
+  logic [8*R*(C+1)-1:0]  nflip_h;
+  logic [7:0]            row_flips [R];
   logic        cfg_any;
   logic [31:0] cfg_sa0, cfg_sa1;
   logic        byp;
@@ -69,7 +70,9 @@ module dla_array #(
   assign byp     = clear_i ? 1'b0 : byp_i;
 
   for (genvar r = 0; r < R; r++) begin : g_row
-    assign act_h[8*(r*(C+1)) +: 8] = act_i[8*r +: 8];
+    assign act_h[8*(r*(C+1)) +: 8]   = act_i[8*r +: 8];
+    assign nflip_h[8*(r*(C+1)) +: 8] = 8'h0;
+    assign row_flips[r]              = nflip_h[8*(r*(C+1)+C) +: 8];
     for (genvar c = 0; c < C; c++) begin : g_col
       dla_pe #(
         .Row          (r),
@@ -108,7 +111,8 @@ module dla_array #(
         .seu_t_i   (seu_t_i),
         .seu_m_i   (seu_m_i),
         .seu_rate_i(seu_rate_i),
-        .flip_o    (flip[r*C+c])
+        .nflip_i   (nflip_h[8*(r*(C+1)+c) +: 8]),
+        .nflip_o   (nflip_h[8*(r*(C+1)+c+1) +: 8])
       );
     end
   end
@@ -130,8 +134,8 @@ module dla_array #(
   always_comb begin
     nflips_o = '0;
     if (seu_en_i && en_i) begin
-      for (int i = 0; i < R*C; i++) begin
-        nflips_o = nflips_o + FlipW'(flip[i]);
+      for (int r = 0; r < R; r++) begin
+        nflips_o = nflips_o + FlipW'(row_flips[r]);
       end
     end
   end

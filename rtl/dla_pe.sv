@@ -60,7 +60,10 @@ module dla_pe #(
   input  logic [31:0] seu_t_i,      // stream cycle t
   input  logic [15:0] seu_m_i,      // M of the running MATMUL
   input  logic [27:0] seu_rate_i,   // flip if (h >> 5) < rate
-  output logic        flip_o
+  // flips this cycle in this row so far: nflip_o = nflip_i + this PE's flip
+  // (0 unless en_i and seu_en_i)
+  input  logic [7:0]  nflip_i,
+  output logic [7:0]  nflip_o
 );
 
   localparam logic [31:0] RcK2 = (32'(Row) + 32'(Col)) * 32'h85EBCA77;
@@ -189,7 +192,6 @@ module dla_pe #(
   logic [7:0]  act_d, act_q;
   logic [31:0] psum_d, psum_q;
   logic [7:0]  w_d, w_q;
-  logic        flip;
 
   // Weight register: loaded through the weight masks (a MATMUL always reloads
   // the tile, so masking at load equals masking at use). The row match sits
@@ -204,43 +206,45 @@ module dla_pe #(
     end
   end
 
-  // One step of the PE, all of it under the shared en_i test (the _d values
-  // are don't-care while en_i is low: the registers hold).
+  // Transient flip of this step: the 32-bit XOR mask (one bit set or none).
+  function automatic logic [31:0] seu_mask(input logic [31:0] key, input logic [31:0] tk,
+                                           input logic [31:0] t, input logic [15:0] m,
+                                           input logic [27:0] rate);
+    logic [31:0] h, m_idx;
+    // Counter-based hash (docs/protocol.md "Transient-flip hash").
+    m_idx = t - RowCol;
+    h = key ^ (tk - RcK2) ^ IdK3;
+    h = h ^ (h >> 16);
+    h = h * 32'h7FEB352D;
+    h = h ^ (h >> 15);
+    h = h * 32'h846CA68B;
+    h = h ^ (h >> 16);
+    // Only rows 0 <= m < M are real MACs (t < Row+Col wraps to a huge m).
+    seu_mask = '0;
+    if (m_idx < {16'h0000, m} && {1'b0, h[31:5]} < rate) begin
+      seu_mask = 32'h1 << h[4:0];
+    end
+  endfunction
+
+  // One step of the PE. act_d/psum_d are plain expressions with a single
+  // reader (the en_i-enabled registers below), so the Verilated model
+  // evaluates them only while the array streams; fmask (the transient flip)
+  // is computed only while SEUs are enabled.
+  logic [31:0] fmask;
+
   always_comb begin
-    logic [31:0] sum, h, m_idx;
-    act_d  = '0;
-    psum_d = '0;
-    flip   = 1'b0;
-    sum    = '0;
-    h      = '0;
-    m_idx  = '0;
-    if (en_i) begin
-      if (byp_q) begin
-        act_d  = act_i;
-        psum_d = psum_i;
-      end else begin
-        act_d = (act_i | ac_sa1) & ~ac_sa0;
-        sum   = psum_i + 32'($signed(act_i) * $signed(w_q));
-        if (seu_en_i) begin
-          // Counter-based hash (docs/protocol.md "Transient-flip hash").
-          m_idx = seu_t_i - RowCol;
-          h = seu_key_i ^ (seu_tk_i - RcK2) ^ IdK3;
-          h = h ^ (h >> 16);
-          h = h * 32'h7FEB352D;
-          h = h ^ (h >> 15);
-          h = h * 32'h846CA68B;
-          h = h ^ (h >> 16);
-          // Only rows 0 <= m < M are real MACs (t < Row+Col wraps to a huge m).
-          if (m_idx < {16'h0000, seu_m_i}
-              && {1'b0, h[31:5]} < seu_rate_i) begin
-            flip = 1'b1;
-            sum  = sum ^ (32'h1 << h[4:0]);
-          end
-        end
-        psum_d = (sum | ps_sa1) & ~ps_sa0;
-      end
+    if (en_i && seu_en_i) begin
+      fmask   = byp_q ? 32'h0 : seu_mask(seu_key_i, seu_tk_i, seu_t_i, seu_m_i, seu_rate_i);
+      nflip_o = nflip_i + 8'(fmask != 32'h0);
+    end else begin
+      fmask   = 32'h0;
+      nflip_o = 8'h0;
     end
   end
+
+  assign act_d  = byp_q ? act_i : ((act_i | ac_sa1) & ~ac_sa0);
+  assign psum_d = byp_q ? psum_i :
+                  ((((psum_i + 32'($signed(act_i) * $signed(w_q))) ^ fmask) | ps_sa1) & ~ps_sa0);
 
   always_ff @(posedge clk_i) begin
     if (en_i) begin
@@ -251,6 +255,5 @@ module dla_pe #(
 
   assign act_o  = act_q;
   assign psum_o = psum_q;
-  assign flip_o = flip;
 
 endmodule
