@@ -64,6 +64,37 @@ module dla_array #(
   logic        byp;
 
   assign cfg_any = clear_i || cfg_we_i || byp_we_i || dft_we_i;
+
+  // Fault-free fast path: inj_q is set by any SET_FAULT/SET_BYPASS and
+  // cleared with the injected masks (clear_i), dft_q is set by any defect
+  // write and cleared by reset only, like the defect masks. While both are
+  // clear and SEUs are off, every mask, bypass bit and flip is zero.
+  logic inj_d, inj_q, dft_d, dft_q, clean;
+
+  always_comb begin
+    inj_d = inj_q;
+    dft_d = dft_q;
+    if (clear_i) begin
+      inj_d = 1'b0;
+    end else if (cfg_we_i || byp_we_i) begin
+      inj_d = 1'b1;
+    end
+    if (dft_we_i) begin
+      dft_d = 1'b1;
+    end
+  end
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) begin
+      inj_q <= 1'b0;
+      dft_q <= 1'b0;
+    end else begin
+      inj_q <= inj_d;
+      dft_q <= dft_d;
+    end
+  end
+
+  assign clean = !inj_q && !dft_q && !seu_en_i;
   // CLEAR writes zeros to every PE through the same data path.
   assign cfg_sa0 = clear_i ? 32'h0 : cfg_sa0_i;
   assign cfg_sa1 = clear_i ? 32'h0 : cfg_sa1_i;
@@ -82,6 +113,7 @@ module dla_array #(
         .clk_i     (clk_i),
         .rst_ni    (rst_ni),
         .en_i      (en_i),
+        .clean_i   (clean),
         .act_i     (act_h[8*(r*(C+1)+c) +: 8]),
         .psum_i    (psum_v[32*(r*C+c) +: 32]),
         .act_o     (act_h[8*(r*(C+1)+c+1) +: 8]),
