@@ -457,43 +457,47 @@ module dla_core #(
     end
   end
 
-  // Skew: physical row pr delayed by pr cycles (row 0 direct).
-  assign act_skew[7:0] = act_phys[7:0];
-  for (genvar pr = 1; pr < R; pr++) begin : g_skew
-    logic [8*pr-1:0] sr_d, sr_q;
-    logic [8*pr+7:0] sr_x;
-    always_comb begin
-      sr_d = sr_q;
-      sr_x = '0;
-      if (arr_en) begin
-        sr_x = {sr_q, act_phys[8*pr +: 8]};
-        sr_d = sr_x[8*pr-1:0];
-      end
+  // Skew: physical row pr delayed by pr cycles (row 0 direct); de-skew:
+  // bottom output of physical column pc delayed by C-1-pc cycles. Each delay
+  // line is a circular buffer with a shared push pointer: the value pushed at
+  // push n is read back at push n + delay (one write and one read per line
+  // and cycle instead of shifting every stage).
+  logic [RB-1:0] skp_d, skp_q;
+  logic [CB-1:0] dsp_d, dsp_q;
+
+  assign skp_d = arr_en ? skp_q + RB'(1) : skp_q;
+  assign dsp_d = arr_en ? dsp_q + CB'(1) : dsp_q;
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) begin
+      skp_q <= '0;
+      dsp_q <= '0;
+    end else begin
+      skp_q <= skp_d;
+      dsp_q <= dsp_d;
     end
-    always_ff @(posedge clk_i) begin
-      sr_q <= sr_d;
-    end
-    assign act_skew[8*pr +: 8] = sr_q[8*pr-1 -: 8];
   end
 
-  // De-skew: bottom output of physical column pc delayed by C-1-pc cycles.
-  assign psum_dsk[32*(C-1) +: 32] = psum_bot[32*(C-1) +: 32];
-  for (genvar pc = 0; pc < C - 1; pc++) begin : g_dskew
-    localparam int D = C - 1 - pc;
-    logic [32*D-1:0] sr_d, sr_q;
-    logic [32*D+31:0] sr_x;
-    always_comb begin
-      sr_d = sr_q;
-      sr_x = '0;
+  assign act_skew[7:0] = act_phys[7:0];
+  for (genvar pr = 1; pr < R; pr++) begin : g_skew
+    logic [7:0] mem_q [R];
+    always_ff @(posedge clk_i) begin
       if (arr_en) begin
-        sr_x = {sr_q, psum_bot[32*pc +: 32]};
-        sr_d = sr_x[32*D-1:0];
+        mem_q[skp_q] <= act_phys[8*pr +: 8];
       end
     end
+    assign act_skew[8*pr +: 8] = mem_q[skp_q - RB'(pr)];
+  end
+
+  assign psum_dsk[32*(C-1) +: 32] = psum_bot[32*(C-1) +: 32];
+  for (genvar pc = 0; pc < C - 1; pc++) begin : g_dskew
+    logic [31:0] mem_q [C];
     always_ff @(posedge clk_i) begin
-      sr_q <= sr_d;
+      if (arr_en) begin
+        mem_q[dsp_q] <= psum_bot[32*pc +: 32];
+      end
     end
-    assign psum_dsk[32*pc +: 32] = sr_q[32*D-1 -: 32];
+    assign psum_dsk[32*pc +: 32] = mem_q[dsp_q - CB'(C - 1 - pc)];
   end
 
   // Weight tile row lcnt, rotated by rot_c onto the physical columns.
