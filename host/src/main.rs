@@ -12,6 +12,7 @@ use sim_bridge::faultmap::{FaultMap, Polarity, RandomOptions};
 use sim_bridge::link::DeviceSpec;
 use sim_bridge::proto::Site;
 
+mod board_cmd;
 mod jobs;
 mod report;
 mod serve_cmd;
@@ -64,6 +65,8 @@ enum Cmd {
     Retrain(train_cmd::RetrainArgs),
     /// The main job: pretrain or reuse, find a harmful fault rate, retrain on the device, plot.
     Demo(train_cmd::DemoArgs),
+    /// Virtual board: the Verilated UART top behind a pseudo-terminal (prints its path).
+    Board(board_cmd::BoardArgs),
 }
 
 #[derive(Args)]
@@ -266,6 +269,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Eval(a) => train_cmd::eval(a)?,
         Cmd::Retrain(a) => train_cmd::retrain(a)?,
         Cmd::Demo(a) => train_cmd::demo(a)?,
+        Cmd::Board(a) => board_cmd::board(a)?,
     }
     Ok(())
 }

@@ -15,6 +15,9 @@
 //!   [`model_link::ModelLink`], which puts it behind the device's frame
 //!   receiver rules so it is a device like any other.
 //! * [`verilator`] — the in-process Verilated RTL ([`verilator::SimLink`]).
+//! * [`board`] — the virtual board: the Verilated UART top driven bit by bit
+//!   ([`board::UartSim`]), hidden defects, and [`board::PtyBoard`] serving it
+//!   on a pseudo-terminal (`faultloop board --pty`).
 //! * [`client`] — [`client::Device`]: typed requests with sequence numbers,
 //!   timeouts, retries and [`client::DeviceError`]s that name the device, the
 //!   request and the cause; splits large writes and MATMULs to fit the device.
@@ -76,6 +79,7 @@
 //! # Ok(())
 //! # }
 //! ```
+pub mod board;
 pub mod bridge;
 pub mod client;
 pub mod faulty;

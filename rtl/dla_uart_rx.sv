@@ -1,0 +1,117 @@
+// 8N1 UART receiver. One start bit (0), eight data bits LSB first, one stop
+// bit (1); the bit period is cpb_i clock cycles (>= 4).
+//
+//  * rx_i is synchronised by two flops (the line is asynchronous on a board).
+//  * A falling edge starts a byte; the start bit is re-checked at its middle
+//    (a glitch shorter than half a bit returns to idle), then every bit is
+//    sampled one period later, at its middle.
+//  * A byte whose stop bit reads 0 (framing error, or a break) is dropped and
+//    the receiver waits for the line to return to 1 before hunting again.
+//  * valid_o pulses for one cycle with data_o; there is no back-pressure (the
+//    owner buffers: dla_uart_top has a FIFO).
+module dla_uart_rx #(
+  parameter int CpbW = 16
+) (
+  input  logic            clk_i,
+  input  logic            rst_ni,
+  input  logic [CpbW-1:0] cpb_i,     // clock cycles per bit
+  input  logic            rx_i,      // asynchronous serial input, idle 1
+  output logic            valid_o,
+  output logic [7:0]      data_o,
+  output logic            busy_o     // a byte is being received
+);
+
+  localparam logic [1:0] StIdle  = 2'd0;
+  localparam logic [1:0] StStart = 2'd1;
+  localparam logic [1:0] StData  = 2'd2;
+  localparam logic [1:0] StStop  = 2'd3;
+
+  logic [1:0]      sync_q;
+  logic [1:0]      st_d, st_q;
+  logic [CpbW-1:0] cnt_d, cnt_q;
+  logic [2:0]      bit_d, bit_q;
+  logic [7:0]      sh_d, sh_q;
+  logic            brk_d, brk_q;       // framing error: wait for idle line
+  logic            valid_d, valid_q;
+  logic            rx;
+
+  assign rx = sync_q[1];
+
+  always_comb begin
+    st_d    = st_q;
+    cnt_d   = cnt_q;
+    bit_d   = bit_q;
+    sh_d    = sh_q;
+    brk_d   = brk_q;
+    valid_d = 1'b0;
+    case (st_q)
+      StIdle: begin
+        if (brk_q) begin
+          brk_d = !rx;
+        end else if (!rx) begin
+          st_d  = StStart;
+          cnt_d = (cpb_i >> 1) - CpbW'(1);   // to the middle of the start bit
+        end
+      end
+      StStart: begin
+        if (cnt_q != '0) begin
+          cnt_d = cnt_q - CpbW'(1);
+        end else if (rx) begin
+          st_d = StIdle;                     // glitch
+        end else begin
+          st_d  = StData;
+          cnt_d = cpb_i - CpbW'(1);
+          bit_d = '0;
+        end
+      end
+      StData: begin
+        if (cnt_q != '0) begin
+          cnt_d = cnt_q - CpbW'(1);
+        end else begin
+          sh_d  = {rx, sh_q[7:1]};
+          cnt_d = cpb_i - CpbW'(1);
+          bit_d = bit_q + 3'd1;
+          if (bit_q == 3'd7) begin
+            st_d = StStop;
+          end
+        end
+      end
+      default: begin  // StStop
+        if (cnt_q != '0) begin
+          cnt_d = cnt_q - CpbW'(1);
+        end else begin
+          st_d    = StIdle;
+          valid_d = rx;
+          brk_d   = !rx;
+        end
+      end
+    endcase
+  end
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) begin
+      sync_q  <= 2'b11;
+      st_q    <= StIdle;
+      cnt_q   <= '0;
+      bit_q   <= '0;
+      brk_q   <= 1'b0;
+      valid_q <= 1'b0;
+    end else begin
+      sync_q  <= {sync_q[0], rx_i};
+      st_q    <= st_d;
+      cnt_q   <= cnt_d;
+      bit_q   <= bit_d;
+      brk_q   <= brk_d;
+      valid_q <= valid_d;
+    end
+  end
+
+  always_ff @(posedge clk_i) begin
+    sh_q <= sh_d;
+  end
+
+  assign valid_o = valid_q;
+  assign data_o  = sh_q;
+  assign busy_o  = (st_q != StIdle);
+
+endmodule

@@ -1,0 +1,366 @@
+//! The virtual board (`faultloop board --pty`): the Verilated `dla_uart_top`
+//! driven bit by bit through its RX/TX pins behind a pseudo-terminal, reached
+//! through `serial:<pty>` exactly like a board on a USB UART.
+//!
+//! * Differential: random request programs (faults, bypass, rotation,
+//!   transient flips, patches, refused requests, counters) give
+//!   byte-identical replies over the serial link and from the golden model
+//!   (INFO differs only in feature bit 4, the defect port).
+//! * Hidden defects: not removed by CLEAR_FAULTS or RESET, invisible on the
+//!   wire, equal to the model with the same masks injected, combined with
+//!   host-injected faults.
+//! * The `faultloop` binary: `board --pty` prints its path and serves;
+//!   `matmul` over it has the model's SHA-256; a short `retrain` runs on it.
+//!   These need the binary (`cargo build -p faultloop`, or FAULTLOOP_BIN);
+//!   without it they say so and pass.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use faultloop_tests::{byte_diff, random_bytes, roundtrip};
+use sim_bridge::board::{self, PtyBoard, PtyOptions, UartSim};
+use sim_bridge::client::Device;
+use sim_bridge::faultmap::{Fault, FaultMap, Polarity, RandomOptions};
+use sim_bridge::link::{self, Link};
+use sim_bridge::model_link::ModelLink;
+use sim_bridge::proto::{Request, Site};
+use sim_bridge::rng::Rng;
+
+/// Bit period of the boards under test (fast; the UART works at any >= 4).
+const CPB: u32 = 8;
+
+fn board_sizes() -> Vec<(usize, usize)> {
+    let s = board::built_sizes();
+    assert!(!s.is_empty(), "no virtual board sizes built (FAULTLOOP_BOARD_SIZES)");
+    s
+}
+
+fn spawn(rows: usize, cols: usize, hidden: Option<&FaultMap>) -> PtyBoard {
+    let mut sim = UartSim::open(rows, cols, CPB).unwrap();
+    if let Some(map) = hidden {
+        sim.apply_hidden(map).unwrap();
+    }
+    PtyBoard::spawn(sim, PtyOptions::default()).unwrap()
+}
+
+fn mask(rng: &mut Rng, width: u32) -> (u32, u32) {
+    let (mut sa0, mut sa1) = (0u32, 0u32);
+    for _ in 0..1 + rng.below(2) {
+        let bit = 1u32 << rng.below(width as u64);
+        if rng.below(2) == 0 {
+            sa0 |= bit;
+        } else {
+            sa1 |= bit;
+        }
+    }
+    (sa0 & !sa1, sa1)
+}
+
+/// One random request program (RESET first), as requests.
+fn program(rng: &mut Rng, rows: usize, cols: usize) -> Vec<Request> {
+    let mut p = vec![Request::Reset];
+    let m = 1 + rng.index(6);
+    let k = 1 + rng.index(2 * rows + 2);
+    let n = 1 + rng.index(2 * cols + 2);
+    let region = k.div_ceil(rows) * n.div_ceil(cols) * rows * cols;
+    let base = cols * rng.index(16);
+    p.push(Request::WriteWeights { addr: base as u32, data: random_bytes(rng, region) });
+    let rate = rng.f64() * 0.4;
+    for r in 0..rows {
+        for c in 0..cols {
+            if rng.f64() < rate {
+                let site = Site::ALL[rng.index(3)];
+                let (sa0, sa1) = mask(rng, site.bits());
+                p.push(Request::SetFault { row: r as u8, col: c as u8, site, sa0, sa1 });
+            }
+            if rng.f64() < rate / 4.0 {
+                p.push(Request::SetBypass { row: r as u8, col: c as u8, on: true });
+            }
+        }
+    }
+    if rng.below(3) == 0 {
+        p.push(Request::SetSeu { rate: [1000u32, 1 << 20, 1 << 27][rng.index(3)], seed: rng.next_u32() });
+    }
+    let mut a = vec![0i8; m * k];
+    rng.fill_i8(&mut a);
+    let rot = if rng.below(2) == 0 { (0, 0) } else { (rng.index(rows) as u8, rng.index(cols) as u8) };
+    p.push(Request::Matmul { base: base as u32, m: m as u16, k: k as u16, n: n as u16, rot, a: a.clone() });
+    let patch = (0..1 + rng.index(6)).map(|_| ((base + rng.index(region)) as u32, rng.next_u32() as i8)).collect();
+    p.push(Request::PatchWeights(patch));
+    p.push(Request::Matmul { base: base as u32, m: m as u16, k: k as u16, n: n as u16, rot: (0, 0), a });
+    match rng.below(3) {
+        0 => p.push(Request::SetFault { row: rows as u8, col: 0, site: Site::Psum, sa0: 1, sa1: 0 }),
+        1 => p.push(Request::Matmul { base: 0, m: 0, k: 1, n: 1, rot: (0, 0), a: vec![] }),
+        _ => p.push(Request::ClearFaults),
+    }
+    p.push(Request::Counters);
+    p
+}
+
+/// INFO replies differ in feature bit 4 (the board has a defect port):
+/// clear it (and re-encode the CRC) before comparing.
+fn without_defect_feature(reply: &[u8]) -> Vec<u8> {
+    let f = sim_bridge::proto::decode(reply, sim_bridge::proto::REPLY_SYNC, usize::MAX / 2);
+    match f {
+        sim_bridge::proto::Decoded::Frame { frame, .. } if frame.payload.len() == 20 => {
+            let mut p = frame.payload.clone();
+            p[16] &= !0x10;
+            sim_bridge::proto::encode_reply(frame.code, frame.seq, &p)
+        }
+        _ => reply.to_vec(),
+    }
+}
+
+#[test]
+fn requests_over_the_pty_board_match_the_model_byte_for_byte() {
+    let mut rng = Rng::new(0xB0A2D);
+    let mut frames = 0;
+    for (rows, cols) in board_sizes() {
+        let pty = spawn(rows, cols, None);
+        let mut serial = link::open_str(&pty.device_string()).unwrap();
+        let mut model = ModelLink::sim(rows, cols);
+        let cases = if rows * cols > 16 { 6 } else { 10 };
+        let mut seq = 0u16;
+        for case in 0..cases {
+            let mut reqs = program(&mut rng, rows, cols);
+            reqs.push(Request::Info);
+            for (i, req) in reqs.iter().enumerate() {
+                seq = seq.wrapping_add(1);
+                let frame = req.encode(seq);
+                let want = roundtrip(&mut model as &mut dyn Link, &frame).unwrap();
+                let got = roundtrip(serial.as_mut(), &frame).unwrap();
+                let (want, got) = if matches!(req, Request::Info) {
+                    assert_ne!(want, got, "INFO must report the defect port");
+                    (without_defect_feature(&want), without_defect_feature(&got))
+                } else {
+                    (want, got)
+                };
+                assert!(
+                    want == got,
+                    "{rows}x{cols} case {case} request {i} ({}):\n{}",
+                    req.name(),
+                    byte_diff("model (expected) vs pty board (got)", &want, &got)
+                );
+                frames += 1;
+            }
+        }
+        drop(serial);
+        let sim = pty.stop().unwrap();
+        assert_eq!(sim.framing_errors(), 0);
+    }
+    eprintln!("{frames} frames over the pty board, all replies equal to the model's");
+}
+
+/// The masks a PE site ends up with: injected | hidden, sa0 winning.
+fn combine(a: (u32, u32), b: (u32, u32)) -> (u32, u32) {
+    let sa0 = a.0 | b.0;
+    (sa0, (a.1 | b.1) & !sa0)
+}
+
+#[test]
+fn hidden_defects_persist_are_invisible_and_combine_with_injected_faults() {
+    let (rows, cols) = board_sizes()[0];
+    let opts = RandomOptions { polarity: Polarity::Both, ..RandomOptions::default() };
+    let hidden = FaultMap::random(rows, cols, 0.3, 7, &opts).unwrap();
+    assert!(!hidden.faults.is_empty());
+    let pty = spawn(rows, cols, Some(&hidden));
+    let mut dev = Device::open(&pty.device_string()).unwrap();
+    let mut clean = Device::new(Box::new(ModelLink::sim(rows, cols)));
+    let mut faulty = Device::new(Box::new(ModelLink::sim(rows, cols)));
+    hidden.apply(&mut faulty).unwrap();
+
+    // Nothing on the wire reports them: INFO equals the model's but for bit 4.
+    let (i_dev, i_model) = (dev.info().unwrap(), clean.info().unwrap());
+    assert_eq!(i_dev.features, i_model.features | 0x10);
+    assert_eq!((i_dev.rows, i_dev.cols, i_dev.wmem_bytes), (i_model.rows, i_model.cols, i_model.wmem_bytes));
+
+    let (m, k, n) = (5, 2 * rows + 1, 2 * cols + 1);
+    let mut rng = Rng::new(11);
+    let w = rng.vec_i8(k * n);
+    let a = rng.vec_i8(m * k);
+    for d in [&mut dev, &mut clean, &mut faulty] {
+        d.load_matrix(0, k, n, &w).unwrap();
+    }
+    let y_clean = clean.matmul(0, m, k, n, (0, 0), &a).unwrap();
+    let y_faulty = faulty.matmul(0, m, k, n, (0, 0), &a).unwrap();
+    assert_ne!(y_clean, y_faulty, "the hidden map must change this matmul");
+
+    // CLEAR_FAULTS and RESET do not remove them.
+    dev.clear_faults().unwrap();
+    assert_eq!(dev.matmul(0, m, k, n, (0, 0), &a).unwrap(), y_faulty);
+    dev.reset().unwrap();
+    faulty.reset().unwrap();
+    hidden.apply(&mut faulty).unwrap();
+    assert_eq!(dev.matmul(0, m, k, n, (0, 0), &a).unwrap(), y_faulty);
+
+    // Injected faults combine with them (on a PE site with a hidden defect too).
+    let f0: &Fault = &hidden.faults[0];
+    let inj = mask(&mut rng, f0.site.bits());
+    dev.set_fault(f0.row, f0.col, f0.site, inj.0, inj.1).unwrap();
+    let both = combine(inj, (f0.stuck_at_0 as u32, f0.stuck_at_1 as u32));
+    // the model gets the last hidden entry for that site plus the injection
+    let last = hidden.faults.iter().rev().find(|f| (f.row, f.col, f.site) == (f0.row, f0.col, f0.site)).unwrap();
+    let both = if last == f0 { both } else { combine(inj, (last.stuck_at_0 as u32, last.stuck_at_1 as u32)) };
+    faulty.set_fault(f0.row, f0.col, f0.site, both.0, both.1).unwrap();
+    assert_eq!(dev.matmul(0, m, k, n, (0, 0), &a).unwrap(), faulty.matmul(0, m, k, n, (0, 0), &a).unwrap());
+    // and CLEAR_FAULTS takes the injection away again, not the defect.
+    dev.clear_faults().unwrap();
+    assert_eq!(dev.matmul(0, m, k, n, (0, 0), &a).unwrap(), y_faulty);
+    assert!(dev.stats().retries == 0, "{:?}", dev.stats());
+}
+
+// ---------------------------------------------------------------------------
+// The faultloop binary
+
+fn faultloop_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FAULTLOOP_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    // target/<profile>/deps/<this test> -> target/<profile>/faultloop
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.parent()?.join("faultloop");
+    p.exists().then_some(p)
+}
+
+struct BoardProcess {
+    child: Child,
+    path: String,
+}
+
+impl Drop for BoardProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_board(bin: &PathBuf, args: &[&str]) -> BoardProcess {
+    let mut child = Command::new(bin)
+        .args(["board", "--pty"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let path = line.trim().to_string();
+    assert!(path.starts_with("/dev/"), "first line is not a terminal path: {line:?}");
+    BoardProcess { child, path }
+}
+
+fn run_json(bin: &PathBuf, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(bin).args(args).output().unwrap();
+    assert!(out.status.success(), "faultloop {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("faultloop {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn faultloop_board_binary_matmul_hashes_equal_the_model() {
+    let Some(bin) = faultloop_bin() else {
+        eprintln!("SKIPPED: no faultloop binary (cargo build -p faultloop, or set FAULTLOOP_BIN)");
+        return;
+    };
+    let (rows, cols) = board_sizes()[0];
+    let array = format!("{rows}x{cols}");
+    let tmp = tempfile::tempdir().unwrap();
+    let map = FaultMap::random(rows, cols, 0.25, 3, &RandomOptions::default()).unwrap();
+    let map_path = tmp.path().join("hidden.json");
+    map.save(&map_path).unwrap();
+    let mp = map_path.to_str().unwrap();
+    let cpb = CPB.to_string();
+    let board = start_board(&bin, &["--array", &array, "--faults", mp, "--clocks-per-bit", &cpb]);
+    let dev = format!("serial:{}", board.path);
+    let model = format!("model:{array}");
+    for (m, k, n, seed) in [(3, 7, 5, 1), (9, 2 * rows + 3, 3 * cols - 1, 2), (1, 40, 17, 3)] {
+        let dims = [m.to_string(), k.to_string(), n.to_string(), seed.to_string()];
+        let args = |d: &str, extra: &[&str]| -> serde_json::Value {
+            let mut a = vec!["matmul", "--device", d, "--m", &dims[0], "--k", &dims[1], "--n", &dims[2]];
+            a.extend(["--seed", &dims[3], "--json"]);
+            a.extend(extra);
+            run_json(&bin, &a)
+        };
+        let on_board = args(&dev, &[]);
+        let on_model = args(&model, &["--faults", mp]);
+        assert_eq!(on_board["sha256"], on_model["sha256"], "{m}x{k}x{n}: {on_board} vs {on_model}");
+        assert_eq!(on_board["device_cycles"], on_model["device_cycles"]);
+        let clean = args(&model, &[]);
+        if seed == 2 {
+            assert_ne!(on_board["sha256"], clean["sha256"], "hidden defects must show");
+        }
+    }
+}
+
+/// 28x28 images, 4 classes: class c lights quadrant c (plus LCG noise).
+fn write_split(dir: &std::path::Path, stem: &str, n: usize, seed: u64) {
+    fn idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
+        let mut v = vec![0, 0, 0x08, dims.len() as u8];
+        for d in dims {
+            v.extend_from_slice(&(*d as u32).to_be_bytes());
+        }
+        v.extend_from_slice(data);
+        v
+    }
+    let mut s = seed;
+    let mut rnd = || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 33) as u32
+    };
+    let (mut px, mut labels) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let c = (rnd() % 4) as usize;
+        labels.push(c as u8);
+        for y in 0..28 {
+            for x in 0..28 {
+                let q = (y / 14) * 2 + x / 14;
+                px.push(((if q == c { 120 } else { 30 }) + rnd() % 100) as u8);
+            }
+        }
+    }
+    std::fs::write(dir.join(format!("{stem}-images-idx3-ubyte")), idx(&[n, 28, 28], &px)).unwrap();
+    std::fs::write(dir.join(format!("{stem}-labels-idx1-ubyte")), idx(&[n], &labels)).unwrap();
+}
+
+#[test]
+fn short_retrain_over_the_pty_board_with_hidden_defects() {
+    let Some(bin) = faultloop_bin() else {
+        eprintln!("SKIPPED: no faultloop binary (cargo build -p faultloop, or set FAULTLOOP_BIN)");
+        return;
+    };
+    let (rows, cols) = board_sizes()[0];
+    let array = format!("{rows}x{cols}");
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write_split(d, "train", 200, 1);
+    write_split(d, "t10k", 40, 2);
+    let data = d.to_str().unwrap();
+    let ck = d.join("m.ckpt");
+    let ck = ck.to_str().unwrap();
+    run_json(&bin, &["pretrain", "--data-dir", data, "--model", "mlp", "--epochs", "2", "--lr", "1e-2", "-o", ck, "--json"]);
+
+    let map = FaultMap::random(rows, cols, 0.5, 5, &RandomOptions::default()).unwrap();
+    let map_path = d.join("hidden.json");
+    map.save(&map_path).unwrap();
+    let mp = map_path.to_str().unwrap();
+    let cpb = CPB.to_string();
+    let board = start_board(&bin, &["--array", &array, "--faults", mp, "--clocks-per-bit", &cpb]);
+    let dev = format!("serial:{}", board.path);
+    let out = d.join("re.ckpt");
+    let r = run_json(
+        &bin,
+        &[
+            "retrain", "--data-dir", data, "--model", ck, "--device", &dev, "--epochs", "1",
+            "--train-samples", "32", "--batch", "32", "--limit", "20", "-o", out.to_str().unwrap(), "--json",
+        ],
+    );
+    assert_eq!(r["steps"], 1, "{r}");
+    // What the board computed before retraining is what the model computes
+    // with the hidden map injected.
+    let e = run_json(
+        &bin,
+        &["eval", "--data-dir", data, "--model", ck, "--device", &format!("model:{array}"), "--faults", mp, "--limit", "20", "--json"],
+    );
+    assert_eq!(r["accuracy_before"], e["accuracy"], "{r} vs {e}");
+}
