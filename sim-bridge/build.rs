@@ -53,7 +53,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=FAULTLOOP_SIM_SIZES");
     println!("cargo:rerun-if-env-changed=VERILATOR");
 
-    let sizes = parse_sizes(&env::var("FAULTLOOP_SIM_SIZES").unwrap_or_else(|_| "4x4,8x8,16x16".into()));
+    let sizes =
+        parse_sizes(&env::var("FAULTLOOP_SIM_SIZES").unwrap_or_else(|_| "4x4,8x8,16x16".into()));
     let verilator = env::var("VERILATOR").unwrap_or_else(|_| "verilator".into());
     let root = verilator_root(&verilator);
     let include = root.join("include");
@@ -101,7 +102,9 @@ fn main() {
         for e in names {
             let p = e.unwrap().path();
             let n = p.file_name().unwrap().to_string_lossy().to_string();
-            if n.ends_with(".o") && (n.starts_with(&prefix) || (i == 0 && n.starts_with("verilated"))) {
+            if n.ends_with(".o")
+                && (n.starts_with(&prefix) || (i == 0 && n.starts_with("verilated")))
+            {
                 objects.push(p);
             }
         }
@@ -163,7 +166,12 @@ fn main() {
     // The shim.
     let shim_o = out.join("shim.o");
     let mut b = cc::Build::new();
-    b.cpp(true).opt_level(3).include(&out).include(&include).include(include.join("vltstd")).flag_if_supported("-std=c++17");
+    b.cpp(true)
+        .opt_level(3)
+        .include(&out)
+        .include(&include)
+        .include(include.join("vltstd"))
+        .flag_if_supported("-std=c++17");
     for d in &incdirs {
         b.include(d);
     }
@@ -200,10 +208,17 @@ fn parse_sizes(s: &str) -> Vec<(usize, usize)> {
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (r, c) = part
             .split_once('x')
-            .and_then(|(r, c)| Some((r.trim().parse::<usize>().ok()?, c.trim().parse::<usize>().ok()?)))
-            .unwrap_or_else(|| panic!("FAULTLOOP_SIM_SIZES: bad size {part:?} (want e.g. 4x4,8x8,16x16)"));
+            .and_then(|(r, c)| {
+                Some((r.trim().parse::<usize>().ok()?, c.trim().parse::<usize>().ok()?))
+            })
+            .unwrap_or_else(|| {
+                panic!("FAULTLOOP_SIM_SIZES: bad size {part:?} (want e.g. 4x4,8x8,16x16)")
+            });
         assert!(
-            r.is_power_of_two() && c.is_power_of_two() && (2..=128).contains(&r) && (2..=128).contains(&c),
+            r.is_power_of_two()
+                && c.is_power_of_two()
+                && (2..=128).contains(&r)
+                && (2..=128).contains(&c),
             "FAULTLOOP_SIM_SIZES: {part}: rows and cols must be powers of two in 2..=128"
         );
         if !v.contains(&(r, c)) {

@@ -47,7 +47,8 @@ pub fn board(a: BoardArgs) -> Result<()> {
     let mut sim = UartSim::open(rows, cols, a.clocks_per_bit)?;
     if let Some(path) = &a.faults {
         let map = FaultMap::load(path)?;
-        sim.apply_hidden(&map).with_context(|| format!("loading hidden defects from {}", path.display()))?;
+        sim.apply_hidden(&map)
+            .with_context(|| format!("loading hidden defects from {}", path.display()))?;
     }
     let hidden = sim.hidden().len();
     let cpb = sim.clocks_per_bit();

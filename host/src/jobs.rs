@@ -87,7 +87,11 @@ pub fn sha256_i32(y: &[i32]) -> String {
 }
 
 /// Open the device, reset it, load W at address 0, apply the fault map, run.
-pub fn matmul(spec: &DeviceSpec, faults: Option<&FaultMap>, job: &MatmulJob) -> Result<MatmulOutcome> {
+pub fn matmul(
+    spec: &DeviceSpec,
+    faults: Option<&FaultMap>,
+    job: &MatmulJob,
+) -> Result<MatmulOutcome> {
     if job.m == 0 || job.k == 0 || job.n == 0 {
         bail!("--m, --k and --n must be at least 1 (got {}x{}x{})", job.m, job.k, job.n);
     }
@@ -96,7 +100,11 @@ pub fn matmul(spec: &DeviceSpec, faults: Option<&FaultMap>, job: &MatmulJob) -> 
 }
 
 /// [`matmul`] on an open device.
-pub fn run_matmul(dev: &mut Device, faults: Option<&FaultMap>, job: &MatmulJob) -> Result<MatmulOutcome> {
+pub fn run_matmul(
+    dev: &mut Device,
+    faults: Option<&FaultMap>,
+    job: &MatmulJob,
+) -> Result<MatmulOutcome> {
     let (a, w) = operands(job);
     dev.reset()?;
     dev.load_matrix(0, job.k, job.n, &w)?;
@@ -156,7 +164,15 @@ pub struct BenchOutcome {
 }
 
 /// `sim` and `model` on the same operands and fault map, in one process.
-pub fn bench(rows: usize, cols: usize, m: usize, k: usize, n: usize, rate: f64, seed: u64) -> Result<BenchOutcome> {
+pub fn bench(
+    rows: usize,
+    cols: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    rate: f64,
+    seed: u64,
+) -> Result<BenchOutcome> {
     let map = FaultMap::random(rows, cols, rate, seed, &RandomOptions::default())?;
     let job = MatmulJob { m, k, n, seed, rotate: (0, 0) };
 

@@ -32,8 +32,15 @@ pub fn info((device, info): &(String, Info), json: bool) {
         println!("weight memory     {} bytes", info.wmem_bytes);
         println!("payload buffer    {} bytes", info.buf_bytes);
         println!("accumulators      {} words", info.acc_words);
-        let names = [(0, "stuck-at faults"), (1, "bypass"), (2, "transient flips"), (3, "rotation"), (4, "hidden defects")];
-        let on: Vec<&str> = names.iter().filter(|(b, _)| info.features & (1 << b) != 0).map(|(_, n)| *n).collect();
+        let names = [
+            (0, "stuck-at faults"),
+            (1, "bypass"),
+            (2, "transient flips"),
+            (3, "rotation"),
+            (4, "hidden defects"),
+        ];
+        let on: Vec<&str> =
+            names.iter().filter(|(b, _)| info.features & (1 << b) != 0).map(|(_, n)| *n).collect();
         println!("features          {} (0b{:05b})", on.join(", "), info.features);
     }
 }
@@ -79,7 +86,10 @@ pub fn matmul(o: &MatmulOutcome, json: bool) {
         println!("sha256     {}", o.sha256);
         println!("time       {:.3} s, {:.3e} MAC/s", o.seconds, o.macs_per_s);
         println!("device     {} busy cycles, {} transient flips", o.device_cycles, o.flips);
-        println!("link       {} bytes to, {} bytes from the device", o.bytes_to_device, o.bytes_from_device);
+        println!(
+            "link       {} bytes to, {} bytes from the device",
+            o.bytes_to_device, o.bytes_from_device
+        );
     }
 }
 
@@ -87,8 +97,19 @@ pub fn bench(o: &BenchOutcome, json: bool) {
     if json {
         print_json(o);
     } else {
-        println!("{}x{}x{} on {} with {:.0} % faults ({} PEs)", o.m, o.k, o.n, o.array, 100.0 * o.fault_rate, o.faulty_pes);
-        println!("sim     {:.3e} MAC/s ({:.2} s, {:.3e} cycles/s)", o.sim_macs_per_s, o.sim_seconds, o.sim_cycles_per_s);
+        println!(
+            "{}x{}x{} on {} with {:.0} % faults ({} PEs)",
+            o.m,
+            o.k,
+            o.n,
+            o.array,
+            100.0 * o.fault_rate,
+            o.faulty_pes
+        );
+        println!(
+            "sim     {:.3e} MAC/s ({:.2} s, {:.3e} cycles/s)",
+            o.sim_macs_per_s, o.sim_seconds, o.sim_cycles_per_s
+        );
         println!("model   {:.3e} MAC/s ({:.3} s)", o.model_macs_per_s, o.model_seconds);
         println!("ratio   model/sim = {:.1}", o.model_over_sim);
         println!("agree   {}", o.agree);

@@ -114,7 +114,8 @@ pub struct DataArg {
 }
 
 fn load_test(dir: &Path, limit: Option<usize>) -> Result<Dataset> {
-    let t = Dataset::load(dir, Split::Test).with_context(|| format!("test data in {}", dir.display()))?;
+    let t = Dataset::load(dir, Split::Test)
+        .with_context(|| format!("test data in {}", dir.display()))?;
     Ok(match limit {
         Some(n) if n > 0 => t.take(n),
         _ => t,
@@ -122,7 +123,8 @@ fn load_test(dir: &Path, limit: Option<usize>) -> Result<Dataset> {
 }
 
 fn load_faults(path: Option<&Path>) -> Result<Option<FaultMap>> {
-    path.map(|p| FaultMap::load(p).with_context(|| format!("fault map {}", p.display()))).transpose()
+    path.map(|p| FaultMap::load(p).with_context(|| format!("fault map {}", p.display())))
+        .transpose()
 }
 
 fn open_exec(device: &str, faults: Option<&FaultMap>) -> Result<DeviceMatmul> {
@@ -136,7 +138,13 @@ fn load_model(path: &Path) -> Result<(nn::VarStore, Model, checkpoint::Checkpoin
 }
 
 /// Evaluate `model` (weights installed) on `exec` with a progress bar.
-fn eval_with_bar(model: &Model, data: &Dataset, batch: usize, exec: &mut DeviceMatmul, label: &str) -> Result<f64> {
+fn eval_with_bar(
+    model: &Model,
+    data: &Dataset,
+    batch: usize,
+    exec: &mut DeviceMatmul,
+    label: &str,
+) -> Result<f64> {
     let mut bar = Bar::new(label, data.len());
     let mut correct = 0usize;
     let mut seen = 0usize;
@@ -237,9 +245,16 @@ struct PretrainOut {
 
 /// Pretrain on the host (quantization-aware) and save a checkpoint. Returns
 /// the int8 test accuracy.
-fn pretrain_to(data_dir: &Path, model_name: &str, cfg: &TrainConfig, limit: Option<usize>, out: &Path) -> Result<PretrainOut> {
+fn pretrain_to(
+    data_dir: &Path,
+    model_name: &str,
+    cfg: &TrainConfig,
+    limit: Option<usize>,
+    out: &Path,
+) -> Result<PretrainOut> {
     let spec = spec_of(model_name)?;
-    let mut train_set = Dataset::load(data_dir, Split::Train).with_context(|| format!("training data in {}", data_dir.display()))?;
+    let mut train_set = Dataset::load(data_dir, Split::Train)
+        .with_context(|| format!("training data in {}", data_dir.display()))?;
     if let Some(n) = limit {
         train_set = train_set.take(n);
     }
@@ -272,16 +287,34 @@ fn pretrain_to(data_dir: &Path, model_name: &str, cfg: &TrainConfig, limit: Opti
 
 pub fn pretrain(a: PretrainArgs) -> Result<()> {
     init_torch();
-    let cfg = TrainConfig { epochs: a.epochs, seed: a.seed, lr: a.lr, batch_size: a.batch, ..Default::default() };
+    let cfg = TrainConfig {
+        epochs: a.epochs,
+        seed: a.seed,
+        lr: a.lr,
+        batch_size: a.batch,
+        ..Default::default()
+    };
     let out = pretrain_to(&a.data.data_dir, &a.model, &cfg, a.limit, &a.output)?;
     if a.json {
         print_json(&out);
     } else {
         println!("epoch  train loss  int8 test accuracy  seconds");
         for s in &out.history {
-            println!("{:>5}  {:>10.4}  {:>17.2} %  {:>7.1}", s.epoch, s.train_loss, 100.0 * s.test_accuracy_int8, s.train_seconds + s.eval_seconds);
+            println!(
+                "{:>5}  {:>10.4}  {:>17.2} %  {:>7.1}",
+                s.epoch,
+                s.train_loss,
+                100.0 * s.test_accuracy_int8,
+                s.train_seconds + s.eval_seconds
+            );
         }
-        println!("{} -> {}: int8 test accuracy {:.2} % in {:.1} s", out.model, out.output, 100.0 * out.accuracy, out.seconds);
+        println!(
+            "{} -> {}: int8 test accuracy {:.2} % in {:.1} s",
+            out.model,
+            out.output,
+            100.0 * out.accuracy,
+            out.seconds
+        );
     }
     Ok(())
 }
@@ -348,7 +381,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         for &i in &set {
             exec.set_mode(i, LayerMode::Tmr);
         }
-        tmr_info = Some(json!({"budget_pct": budget, "protected": set.iter().map(|&i| vuln.layers[i].name.clone()).collect::<Vec<_>>(), "extra_macs_pct": vuln.cost_pct(&set), "vulnerability": vuln}));
+        tmr_info = Some(
+            json!({"budget_pct": budget, "protected": set.iter().map(|&i| vuln.layers[i].name.clone()).collect::<Vec<_>>(), "extra_macs_pct": vuln.cost_pct(&set), "vulnerability": vuln}),
+        );
     }
     let (to0, from0) = (exec.bytes_to_device(), exec.bytes_from_device());
     exec.reset_macs();
@@ -376,11 +411,24 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         print_json(&out);
     } else {
         println!("model        {}", out.model);
-        println!("device       {}{}", out.device, out.faults.as_ref().map(|f| format!(" with faults {f} ({:.1} % of PEs)", 100.0 * out.fault_rate)).unwrap_or_default());
+        println!(
+            "device       {}{}",
+            out.device,
+            out.faults
+                .as_ref()
+                .map(|f| format!(" with faults {f} ({:.1} % of PEs)", 100.0 * out.fault_rate))
+                .unwrap_or_default()
+        );
         println!("accuracy     {:.2} % of {} test images", 100.0 * out.accuracy, out.samples);
         println!("MACs         {:.3e} on the device", out.macs as f64);
-        println!("time         {:.2} s wall; link model {:.1} s at {:.0} bit/s", out.seconds, out.link_seconds, out.link_bps);
-        println!("bytes        {} to, {} from the device", out.bytes_to_device, out.bytes_from_device);
+        println!(
+            "time         {:.2} s wall; link model {:.1} s at {:.0} bit/s",
+            out.seconds, out.link_seconds, out.link_bps
+        );
+        println!(
+            "bytes        {} to, {} from the device",
+            out.bytes_to_device, out.bytes_from_device
+        );
         if let Some(t) = &out.tmr {
             println!("TMR          {}", t["protected"]);
         }
@@ -504,9 +552,20 @@ pub fn retrain(a: RetrainArgs) -> Result<()> {
         for &i in &set {
             exec.set_mode(i, LayerMode::Tmr);
         }
-        tmr_info = Some(json!({"budget_pct": budget, "protected": set.iter().map(|&i| vuln.layers[i].name.clone()).collect::<Vec<_>>(), "extra_macs_pct": vuln.cost_pct(&set), "vulnerability": vuln}));
+        tmr_info = Some(
+            json!({"budget_pct": budget, "protected": set.iter().map(|&i| vuln.layers[i].name.clone()).collect::<Vec<_>>(), "extra_macs_pct": vuln.cost_pct(&set), "vulnerability": vuln}),
+        );
     }
-    let r = retrain_with_bar(&model, &mut vs, &mut exec, &train_set, &test, &cfg, Some(&a.output), a.resume)?;
+    let r = retrain_with_bar(
+        &model,
+        &mut vs,
+        &mut exec,
+        &train_set,
+        &test,
+        &cfg,
+        Some(&a.output),
+        a.resume,
+    )?;
     let seconds = t0.elapsed().as_secs_f64();
     let t = &r.totals;
     let out = RetrainOut {
@@ -542,20 +601,44 @@ pub fn retrain(a: RetrainArgs) -> Result<()> {
     if a.json {
         print_json(&out);
     } else {
-        println!("device       {}{}", out.device, out.faults.as_ref().map(|f| format!(" with faults {f} ({:.1} % of PEs)", 100.0 * out.fault_rate)).unwrap_or_default());
-        println!("epoch   lr        loss    train acc  test acc   bytes/step dense  sent      train s");
+        println!(
+            "device       {}{}",
+            out.device,
+            out.faults
+                .as_ref()
+                .map(|f| format!(" with faults {f} ({:.1} % of PEs)", 100.0 * out.fault_rate))
+                .unwrap_or_default()
+        );
+        println!(
+            "epoch   lr        loss    train acc  test acc   bytes/step dense  sent      train s"
+        );
         for h in &out.history {
             println!(
                 "{:>5}  {:.2e}  {:.4}  {:>7.2} %  {:>7.2} %  {:>16.0}  {:>8.0}  {:>7.1}",
-                h.epoch, h.lr, h.train_loss, 100.0 * h.train_accuracy, 100.0 * h.test_accuracy,
-                h.bytes_dense as f64 / h.steps.max(1) as f64, h.bytes_sent as f64 / h.steps.max(1) as f64, h.train_seconds
+                h.epoch,
+                h.lr,
+                h.train_loss,
+                100.0 * h.train_accuracy,
+                100.0 * h.test_accuracy,
+                h.bytes_dense as f64 / h.steps.max(1) as f64,
+                h.bytes_sent as f64 / h.steps.max(1) as f64,
+                h.train_seconds
             );
         }
-        println!("accuracy     {:.2} % -> {:.2} % ({} test images)", 100.0 * out.accuracy_before, 100.0 * out.accuracy_after, out.test_samples);
+        println!(
+            "accuracy     {:.2} % -> {:.2} % ({} test images)",
+            100.0 * out.accuracy_before,
+            100.0 * out.accuracy_after,
+            out.test_samples
+        );
         println!("updates      {} ({}, threshold {}): {:.0} B/step sent vs {:.0} B/step dense ({:.1} % saved)", out.steps, serde_json::to_value(out.compress)?.as_str().unwrap_or(""), out.threshold, out.bytes_per_step_sent, out.bytes_per_step_dense, out.bytes_saved_pct);
         println!("time         {:.1} s wall ({:.1} s/epoch training); link model {:.1} s at {:.0} bit/s ({:.1} s of it weight updates)", out.seconds, out.seconds_per_epoch, out.link_seconds, out.link_bps, out.link_seconds_weight_updates);
         if let Some(t) = &out.tmr {
-            println!("TMR          {} ({:.1} % extra MACs)", t["protected"], t["extra_macs_pct"].as_f64().unwrap_or(0.0));
+            println!(
+                "TMR          {} ({:.1} % extra MACs)",
+                t["protected"],
+                t["extra_macs_pct"].as_f64().unwrap_or(0.0)
+            );
         }
         println!("checkpoint   {}", out.output);
     }
@@ -626,7 +709,8 @@ fn fast_twin(device: &str) -> String {
 pub fn demo(a: DemoArgs) -> Result<()> {
     init_torch();
     let t0 = Instant::now();
-    std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
+    std::fs::create_dir_all(&a.out_dir)
+        .with_context(|| format!("creating {}", a.out_dir.display()))?;
     // 1. The model: cached, or pretrained now (8 epochs, ~1 min).
     let cache = a.out_dir.join("mlp.ckpt");
     let pretrained = if checkpoint::read_meta(&cache).is_ok() {
@@ -659,7 +743,10 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         Some(r) => r,
         None => {
             let twin = fast_twin(&a.device);
-            note(format!("scanning fault rates on {twin} (same results as {}) for a loss >= {} points", a.device, a.min_loss));
+            note(format!(
+                "scanning fault rates on {twin} (same results as {}) for a loss >= {} points",
+                a.device, a.min_loss
+            ));
             let mut sx = open_exec(&twin, None)?;
             retrain::install_model(&model, &mut sx)?;
             let mut found = None;
@@ -667,14 +754,25 @@ pub fn demo(a: DemoArgs) -> Result<()> {
                 let map = FaultMap::random(rows, cols, r, a.seed, &opts)?;
                 sx.set_faults(Some(&map)).map_err(|e| anyhow::anyhow!("{e}"))?;
                 let acc = retrain::evaluate_installed(&model, &test, 500, &mut sx)?;
-                note(format!("  rate {:.3}: {:>3} faulty PEs, accuracy {:.2} %", r, map.faulty_pes(), 100.0 * acc));
+                note(format!(
+                    "  rate {:.3}: {:>3} faulty PEs, accuracy {:.2} %",
+                    r,
+                    map.faulty_pes(),
+                    100.0 * acc
+                ));
                 scan.push(ScanPoint { rate: r, faulty_pes: map.faulty_pes(), accuracy: acc });
                 if 100.0 * (clean - acc) >= a.min_loss {
                     found = Some(r);
                     break;
                 }
             }
-            found.with_context(|| format!("no scanned rate up to {} costs {} points", SCAN_RATES.last().unwrap(), a.min_loss))?
+            found.with_context(|| {
+                format!(
+                    "no scanned rate up to {} costs {} points",
+                    SCAN_RATES.last().unwrap(),
+                    a.min_loss
+                )
+            })?
         }
     };
     let map = FaultMap::random(rows, cols, rate, a.seed, &opts)?;
@@ -696,7 +794,16 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         checkpoint_every: 0,
         ..Default::default()
     };
-    let r = retrain_with_bar(&model, &mut vs, &mut exec, &train_set, &test, &cfg, Some(&out_ckpt), false)?;
+    let r = retrain_with_bar(
+        &model,
+        &mut vs,
+        &mut exec,
+        &train_set,
+        &test,
+        &cfg,
+        Some(&out_ckpt),
+        false,
+    )?;
     let faulty = r.accuracy_before;
     let retrained = r.accuracy_after;
 
@@ -705,7 +812,11 @@ pub fn demo(a: DemoArgs) -> Result<()> {
     let mut pts = vec![(0.0, faulty)];
     pts.extend(r.history.iter().map(|h| (h.epoch as f64, h.test_accuracy)));
     let svg = plot::line_chart(
-        &format!("HIL retraining on {} ({:.0} % faulty PEs)", exec.device_name(), 100.0 * map.fault_rate()),
+        &format!(
+            "HIL retraining on {} ({:.0} % faulty PEs)",
+            exec.device_name(),
+            100.0 * map.fault_rate()
+        ),
         "retraining epoch",
         "test accuracy (%)",
         &[
@@ -751,19 +862,46 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         print_json(&out);
     } else {
         println!();
-        println!("faultloop demo: int8 MLP 784-256-128-10 on {} ({rows}x{cols})", exec.device_name());
-        println!("fault map     {} faulty PEs of {} ({:.1} %), seed {}, stuck-at psum/act/weight -> {}", map.faulty_pes(), rows * cols, 100.0 * map.fault_rate(), a.seed, map_path.display());
+        println!(
+            "faultloop demo: int8 MLP 784-256-128-10 on {} ({rows}x{cols})",
+            exec.device_name()
+        );
+        println!(
+            "fault map     {} faulty PEs of {} ({:.1} %), seed {}, stuck-at psum/act/weight -> {}",
+            map.faulty_pes(),
+            rows * cols,
+            100.0 * map.fault_rate(),
+            a.seed,
+            map_path.display()
+        );
         println!("test subset   first {} test images; retraining {} epochs x {} images, batch {}, Adam lr {}", test.len(), r.history.len(), r.samples_per_epoch, a.batch, a.lr);
         println!();
         println!("                          accuracy");
         println!("fault-free device         {:>6.2} %", 100.0 * clean);
-        println!("faulty device             {:>6.2} %   ({:+.2} points)", 100.0 * faulty, 100.0 * (faulty - clean));
+        println!(
+            "faulty device             {:>6.2} %   ({:+.2} points)",
+            100.0 * faulty,
+            100.0 * (faulty - clean)
+        );
         for h in &r.history {
-            println!("  retrained, epoch {:<2}     {:>6.2} %   ({:+.2} points)  {:.1} s", h.epoch, 100.0 * h.test_accuracy, 100.0 * (h.test_accuracy - clean), h.train_seconds);
+            println!(
+                "  retrained, epoch {:<2}     {:>6.2} %   ({:+.2} points)  {:.1} s",
+                h.epoch,
+                100.0 * h.test_accuracy,
+                100.0 * (h.test_accuracy - clean),
+                h.train_seconds
+            );
         }
-        println!("retrained                 {:>6.2} %   ({:+.2} points vs fault-free)", 100.0 * retrained, 100.0 * (retrained - clean));
+        println!(
+            "retrained                 {:>6.2} %   ({:+.2} points vs fault-free)",
+            100.0 * retrained,
+            100.0 * (retrained - clean)
+        );
         println!();
-        println!("weight updates  {:.0} B/step sent (sparse) vs {:.0} B/step dense", r.bytes_per_step_sent, r.bytes_per_step_dense);
+        println!(
+            "weight updates  {:.0} B/step sent (sparse) vs {:.0} B/step dense",
+            r.bytes_per_step_sent, r.bytes_per_step_dense
+        );
         println!("time            {:.1} s total; {:.1} s/epoch retraining; link model {:.1} s at {:.0} bit/s", seconds, t.train_seconds / e.max(1.0), link_seconds(t.bytes_to_device + t.bytes_from_device, a.link_bps), a.link_bps);
         println!("plot            {}", plot_path.display());
         println!("checkpoint      {}", out_ckpt.display());
@@ -773,7 +911,12 @@ pub fn demo(a: DemoArgs) -> Result<()> {
 
 /// Accuracy against TMR budget, used by `retrain --tmr-budget` JSON and tests.
 #[allow(dead_code)]
-pub fn tmr_table(model: &Model, data: &Dataset, exec: &mut DeviceMatmul, budgets: &[f64]) -> Result<(Vulnerability, Vec<BudgetRow>)> {
+pub fn tmr_table(
+    model: &Model,
+    data: &Dataset,
+    exec: &mut DeviceMatmul,
+    budgets: &[f64],
+) -> Result<(Vulnerability, Vec<BudgetRow>)> {
     let v = tmr::analyze(model, data, 500, exec)?;
     let rows = tmr::budget_table(model, data, 500, exec, &v, budgets)?;
     Ok((v, rows))

@@ -58,13 +58,26 @@ fn pretrain_eval_retrain_resume() {
     let ckpt = d.join("m.ckpt");
     let ck = ckpt.to_str().unwrap();
     let p = faultloop(&[
-        "pretrain", "--data-dir", data, "--model", "mlp", "--epochs", "3", "--lr", "1e-2", "--seed", "3", "-o", ck,
+        "pretrain",
+        "--data-dir",
+        data,
+        "--model",
+        "mlp",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e-2",
+        "--seed",
+        "3",
+        "-o",
+        ck,
         "--json",
     ]);
     assert!(p["accuracy"].as_f64().unwrap() > 0.6, "{p}");
 
     // The whole test set on the device: the host's int8 accuracy exactly.
-    let e = faultloop(&["eval", "--data-dir", data, "--model", ck, "--device", "model:4x4", "--json"]);
+    let e =
+        faultloop(&["eval", "--data-dir", data, "--model", ck, "--device", "model:4x4", "--json"]);
     assert_eq!(e["samples"], 100);
     assert_eq!(e["accuracy"], p["accuracy"]);
     assert_eq!(e["macs"].as_u64().unwrap(), 100 * (784 * 256 + 256 * 128 + 128 * 10));
@@ -74,24 +87,48 @@ fn pretrain_eval_retrain_resume() {
 
     let faults = d.join("f.json");
     let st = Command::new(env!("CARGO_BIN_EXE_faultloop"))
-        .args(["faults", "random", "--rows", "4", "--cols", "4", "--rate", "0.25", "--seed", "2", "-o"])
+        .args([
+            "faults", "random", "--rows", "4", "--cols", "4", "--rate", "0.25", "--seed", "2", "-o",
+        ])
         .arg(&faults)
         .status()
         .unwrap();
     assert!(st.success());
     let f = faults.to_str().unwrap();
     let common = [
-        "retrain", "--data-dir", data, "--model", ck, "--device", "model:4x4", "--faults", f,
-        "--epochs", "2", "--train-samples", "128", "--batch", "32", "--limit", "50",
-        "--checkpoint-every", "3", "--json",
+        "retrain",
+        "--data-dir",
+        data,
+        "--model",
+        ck,
+        "--device",
+        "model:4x4",
+        "--faults",
+        f,
+        "--epochs",
+        "2",
+        "--train-samples",
+        "128",
+        "--batch",
+        "32",
+        "--limit",
+        "50",
+        "--checkpoint-every",
+        "3",
+        "--json",
     ];
     let out_full = d.join("full.ckpt");
     let mut a: Vec<&str> = common.to_vec();
     a.extend(["-o", out_full.to_str().unwrap()]);
     let r = faultloop(&a);
     for k in [
-        "accuracy_before", "accuracy_after", "epochs", "seconds", "link_seconds",
-        "bytes_per_step_dense", "bytes_per_step_sent",
+        "accuracy_before",
+        "accuracy_after",
+        "epochs",
+        "seconds",
+        "link_seconds",
+        "bytes_per_step_dense",
+        "bytes_per_step_sent",
     ] {
         assert!(r.get(k).is_some(), "missing {k}: {r}");
     }
@@ -105,8 +142,18 @@ fn pretrain_eval_retrain_resume() {
     assert_eq!(again["resumed_at_step"], 8);
     // The output is a checkpoint eval can load.
     let e2 = faultloop(&[
-        "eval", "--data-dir", data, "--model", out_full.to_str().unwrap(), "--device", "model:4x4",
-        "--faults", f, "--limit", "50", "--json",
+        "eval",
+        "--data-dir",
+        data,
+        "--model",
+        out_full.to_str().unwrap(),
+        "--device",
+        "model:4x4",
+        "--faults",
+        f,
+        "--limit",
+        "50",
+        "--json",
     ]);
     assert_eq!(e2["accuracy"], r["accuracy_after"]);
 }

@@ -145,7 +145,8 @@ impl UartSim {
             rows,
             cols,
             built: {
-                let b: Vec<String> = built_sizes().iter().map(|(r, c)| format!("{r}x{c}")).collect();
+                let b: Vec<String> =
+                    built_sizes().iter().map(|(r, c)| format!("{r}x{c}")).collect();
                 if b.is_empty() {
                     "none".into()
                 } else {
@@ -199,7 +200,10 @@ impl UartSim {
         let width = f.site.bits();
         let limit = if width == 32 { u64::from(u32::MAX) } else { (1u64 << width) - 1 };
         let problem = if f.row >= self.rows || f.col >= self.cols {
-            Some(format!("PE ({}, {}) is outside the {}x{} array", f.row, f.col, self.rows, self.cols))
+            Some(format!(
+                "PE ({}, {}) is outside the {}x{} array",
+                f.row, f.col, self.rows, self.cols
+            ))
         } else if f.stuck_at_0 > limit || f.stuck_at_1 > limit {
             Some(format!("{f}: a mask is wider than the {width}-bit site"))
         } else if f.stuck_at_0 & f.stuck_at_1 != 0 {
@@ -229,7 +233,8 @@ impl UartSim {
     /// be valid, for this array size, and hold only stuck-at faults (bypass
     /// is a host mitigation and SEU a run setting, not a chip defect).
     pub fn apply_hidden(&mut self, map: &FaultMap) -> Result<(), BoardError> {
-        let file = map.source.clone().map_or_else(|| "(in memory)".to_string(), |s| format!("'{s}'"));
+        let file =
+            map.source.clone().map_or_else(|| "(in memory)".to_string(), |s| format!("'{s}'"));
         let err = |problem: String| BoardError::Defects { file: file.clone(), problem };
         map.validate().map_err(|e| err(e.to_string()))?;
         if (map.array.rows, map.array.cols) != (self.rows, self.cols) {
@@ -455,7 +460,10 @@ impl Drop for PtyBoard {
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
 }
 
 /// The serving loop: host bytes → RX pin, TX pin → host, until `stop`.

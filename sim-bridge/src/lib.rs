@@ -82,8 +82,8 @@
 pub mod board;
 pub mod bridge;
 pub mod client;
-pub mod faulty;
 pub mod faultmap;
+pub mod faulty;
 pub mod layout;
 pub mod link;
 pub mod model;

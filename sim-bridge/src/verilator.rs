@@ -65,7 +65,11 @@ impl SimLink {
         let not_built = || SimError::NotBuilt {
             rows,
             cols,
-            built: built_sizes().iter().map(|(r, c)| format!("{r}x{c}")).collect::<Vec<_>>().join(", "),
+            built: built_sizes()
+                .iter()
+                .map(|(r, c)| format!("{r}x{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         };
         let (r, c) = match (u32::try_from(rows), u32::try_from(cols)) {
             (Ok(r), Ok(c)) => (r, c),

@@ -237,7 +237,15 @@ impl RefDla {
         (v | sa1) & !sa0
     }
 
-    pub fn matmul(&mut self, base: usize, m: usize, k: usize, n: usize, rot: (usize, usize), a: &[i8]) -> Vec<i32> {
+    pub fn matmul(
+        &mut self,
+        base: usize,
+        m: usize,
+        k: usize,
+        n: usize,
+        rot: (usize, usize),
+        a: &[i8],
+    ) -> Vec<i32> {
         let (rr, cc) = (self.r, self.c);
         let kt_n = k.div_ceil(rr);
         let nt_n = n.div_ceil(cc);
@@ -261,7 +269,8 @@ impl RefDla {
                             }
                             let w = self.wmem[base + ((nt * kt_n + kt) * rr + r) * cc + c];
                             let w = Self::mask(w as u32, self.sa[pe][2]) as u8;
-                            let mut v = s[pc].wrapping_add((x as i8 as i32 * w as i8 as i32) as u32);
+                            let mut v =
+                                s[pc].wrapping_add((x as i8 as i32 * w as i8 as i32) as u32);
                             if self.rate != 0 {
                                 let h = seu_hash(self.seed, p, mi as u32, pr as u32, pc as u32);
                                 if (h >> 5) < self.rate {

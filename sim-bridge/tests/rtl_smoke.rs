@@ -7,7 +7,6 @@ use rtl_common::*;
 use sim_bridge::link::Link;
 use sim_bridge::verilator::{built_sizes, SimLink};
 
-
 fn open(r: usize, c: usize) -> Dev {
     Dev::open(r, c)
 }
@@ -81,7 +80,9 @@ fn matmul_odd_shapes() {
         // counters: cycles formula of protocol.md s4
         let cnt = ok(&mut link, COUNTERS, &[]);
         let (mut cycles, mut macs) = (0u64, 0u64);
-        for (m, k, n) in [(1, 1, 1), (1, r + 3, 2 * c + 1), (5, 2 * r - 1, c - 1), (37, 3 * r + 2, 2 * c + 3)] {
+        for (m, k, n) in
+            [(1, 1, 1), (1, r + 3, 2 * c + 1), (5, 2 * r - 1, c - 1), (37, 3 * r + 2, 2 * c + 3)]
+        {
             cycles += (k.div_ceil(r) * n.div_ceil(c) * (m + 2 * r + c)) as u64;
             macs += (m * k * n) as u64;
         }
@@ -200,7 +201,8 @@ fn faults_vs_reference() {
             ok(&mut link, SET_BYPASS, &[pr as u8, pc as u8, 1]);
             rf.byp[pr * c + pc] = true;
         }
-        for (i, rot) in [(0u8, 0u8), (1, 2), ((r - 1) as u8, (c - 1) as u8)].into_iter().enumerate() {
+        for (i, rot) in [(0u8, 0u8), (1, 2), ((r - 1) as u8, (c - 1) as u8)].into_iter().enumerate()
+        {
             if i == 2 {
                 // transient flips: rate 2^27/8
                 let mut p = (1u32 << 24).to_le_bytes().to_vec();
@@ -276,15 +278,24 @@ fn errors_and_resync() {
     assert_eq!(xfer(&mut link, WRITE_WEIGHTS, 10, &[0; 3]).status, BAD_LENGTH);
     assert_eq!(xfer(&mut link, MATMUL, 11, &[0; 13]).status, BAD_LENGTH);
     assert_eq!(xfer(&mut link, MATMUL, 14, &[0; 12]).status, BAD_LENGTH);
-    assert_eq!(xfer(&mut link, MATMUL, 12, &matmul_payload(0, 2, 3, 4, (0, 0), &[1; 5])).status, BAD_LENGTH);
+    assert_eq!(
+        xfer(&mut link, MATMUL, 12, &matmul_payload(0, 2, 3, 4, (0, 0), &[1; 5])).status,
+        BAD_LENGTH
+    );
     // length checked before range
-    assert_eq!(xfer(&mut link, MATMUL, 13, &matmul_payload(0, 0, 3, 4, (0, 0), &[1; 1])).status, BAD_LENGTH);
+    assert_eq!(
+        xfer(&mut link, MATMUL, 13, &matmul_payload(0, 0, 3, 4, (0, 0), &[1; 1])).status,
+        BAD_LENGTH
+    );
 
     // out of range
     assert_eq!(xfer(&mut link, SET_FAULT, 20, &fault_payload(4, 0, 0, 0, 1)).status, OUT_OF_RANGE);
     assert_eq!(xfer(&mut link, SET_FAULT, 21, &fault_payload(0, 4, 0, 0, 1)).status, OUT_OF_RANGE);
     assert_eq!(xfer(&mut link, SET_FAULT, 22, &fault_payload(0, 0, 3, 0, 1)).status, OUT_OF_RANGE);
-    assert_eq!(xfer(&mut link, SET_FAULT, 23, &fault_payload(0, 0, 1, 0, 0x100)).status, OUT_OF_RANGE);
+    assert_eq!(
+        xfer(&mut link, SET_FAULT, 23, &fault_payload(0, 0, 1, 0, 0x100)).status,
+        OUT_OF_RANGE
+    );
     assert_eq!(xfer(&mut link, SET_FAULT, 24, &fault_payload(0, 0, 0, 3, 6)).status, OUT_OF_RANGE);
     assert_eq!(xfer(&mut link, SET_BYPASS, 25, &[0, 0, 2]).status, OUT_OF_RANGE);
     let mut seu = ((1u32 << 27) + 1).to_le_bytes().to_vec();

@@ -35,15 +35,25 @@ pub fn read_reply(link: &mut dyn Link, timeout: Duration) -> Result<Vec<u8>, Str
                 return Ok(buf);
             }
             Decoded::Skip { reason, .. } => {
-                return Err(format!("{}: bad reply bytes ({reason:?}): {:02x?}", link.name(), head(&buf)))
+                return Err(format!(
+                    "{}: bad reply bytes ({reason:?}): {:02x?}",
+                    link.name(),
+                    head(&buf)
+                ))
             }
             Decoded::Incomplete => {}
         }
         let now = Instant::now();
         if now >= deadline {
-            return Err(format!("{}: no complete reply within {timeout:?} (got {:02x?})", link.name(), head(&buf)));
+            return Err(format!(
+                "{}: no complete reply within {timeout:?} (got {:02x?})",
+                link.name(),
+                head(&buf)
+            ));
         }
-        let n = link.recv(&mut chunk, deadline - now).map_err(|e| format!("{}: recv: {e}", link.name()))?;
+        let n = link
+            .recv(&mut chunk, deadline - now)
+            .map_err(|e| format!("{}: recv: {e}", link.name()))?;
         buf.extend_from_slice(&chunk[..n]);
     }
 }
@@ -70,7 +80,8 @@ fn head(b: &[u8]) -> &[u8] {
 /// A readable diff of two byte strings: the first differing offset and the
 /// bytes around it from each side.
 pub fn byte_diff(what: &str, expected: &[u8], got: &[u8]) -> String {
-    let at = expected.iter().zip(got).position(|(a, b)| a != b).unwrap_or(expected.len().min(got.len()));
+    let at =
+        expected.iter().zip(got).position(|(a, b)| a != b).unwrap_or(expected.len().min(got.len()));
     let lo = at.saturating_sub(8);
     format!(
         "{what}: differ at byte {at} (lengths: expected {}, got {})\n  expected[{lo}..]: {:02x?}\n  got     [{lo}..]: {:02x?}",

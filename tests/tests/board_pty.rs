@@ -80,17 +80,39 @@ fn program(rng: &mut Rng, rows: usize, cols: usize) -> Vec<Request> {
         }
     }
     if rng.below(3) == 0 {
-        p.push(Request::SetSeu { rate: [1000u32, 1 << 20, 1 << 27][rng.index(3)], seed: rng.next_u32() });
+        p.push(Request::SetSeu {
+            rate: [1000u32, 1 << 20, 1 << 27][rng.index(3)],
+            seed: rng.next_u32(),
+        });
     }
     let mut a = vec![0i8; m * k];
     rng.fill_i8(&mut a);
-    let rot = if rng.below(2) == 0 { (0, 0) } else { (rng.index(rows) as u8, rng.index(cols) as u8) };
-    p.push(Request::Matmul { base: base as u32, m: m as u16, k: k as u16, n: n as u16, rot, a: a.clone() });
-    let patch = (0..1 + rng.index(6)).map(|_| ((base + rng.index(region)) as u32, rng.next_u32() as i8)).collect();
+    let rot =
+        if rng.below(2) == 0 { (0, 0) } else { (rng.index(rows) as u8, rng.index(cols) as u8) };
+    p.push(Request::Matmul {
+        base: base as u32,
+        m: m as u16,
+        k: k as u16,
+        n: n as u16,
+        rot,
+        a: a.clone(),
+    });
+    let patch = (0..1 + rng.index(6))
+        .map(|_| ((base + rng.index(region)) as u32, rng.next_u32() as i8))
+        .collect();
     p.push(Request::PatchWeights(patch));
-    p.push(Request::Matmul { base: base as u32, m: m as u16, k: k as u16, n: n as u16, rot: (0, 0), a });
+    p.push(Request::Matmul {
+        base: base as u32,
+        m: m as u16,
+        k: k as u16,
+        n: n as u16,
+        rot: (0, 0),
+        a,
+    });
     match rng.below(3) {
-        0 => p.push(Request::SetFault { row: rows as u8, col: 0, site: Site::Psum, sa0: 1, sa1: 0 }),
+        0 => {
+            p.push(Request::SetFault { row: rows as u8, col: 0, site: Site::Psum, sa0: 1, sa1: 0 })
+        }
         1 => p.push(Request::Matmul { base: 0, m: 0, k: 1, n: 1, rot: (0, 0), a: vec![] }),
         _ => p.push(Request::ClearFaults),
     }
@@ -173,7 +195,10 @@ fn hidden_defects_persist_are_invisible_and_combine_with_injected_faults() {
     // Nothing on the wire reports them: INFO equals the model's but for bit 4.
     let (i_dev, i_model) = (dev.info().unwrap(), clean.info().unwrap());
     assert_eq!(i_dev.features, i_model.features | 0x10);
-    assert_eq!((i_dev.rows, i_dev.cols, i_dev.wmem_bytes), (i_model.rows, i_model.cols, i_model.wmem_bytes));
+    assert_eq!(
+        (i_dev.rows, i_dev.cols, i_dev.wmem_bytes),
+        (i_model.rows, i_model.cols, i_model.wmem_bytes)
+    );
 
     let (m, k, n) = (5, 2 * rows + 1, 2 * cols + 1);
     let mut rng = Rng::new(11);
@@ -200,10 +225,22 @@ fn hidden_defects_persist_are_invisible_and_combine_with_injected_faults() {
     dev.set_fault(f0.row, f0.col, f0.site, inj.0, inj.1).unwrap();
     let both = combine(inj, (f0.stuck_at_0 as u32, f0.stuck_at_1 as u32));
     // the model gets the last hidden entry for that site plus the injection
-    let last = hidden.faults.iter().rev().find(|f| (f.row, f.col, f.site) == (f0.row, f0.col, f0.site)).unwrap();
-    let both = if last == f0 { both } else { combine(inj, (last.stuck_at_0 as u32, last.stuck_at_1 as u32)) };
+    let last = hidden
+        .faults
+        .iter()
+        .rev()
+        .find(|f| (f.row, f.col, f.site) == (f0.row, f0.col, f0.site))
+        .unwrap();
+    let both = if last == f0 {
+        both
+    } else {
+        combine(inj, (last.stuck_at_0 as u32, last.stuck_at_1 as u32))
+    };
     faulty.set_fault(f0.row, f0.col, f0.site, both.0, both.1).unwrap();
-    assert_eq!(dev.matmul(0, m, k, n, (0, 0), &a).unwrap(), faulty.matmul(0, m, k, n, (0, 0), &a).unwrap());
+    assert_eq!(
+        dev.matmul(0, m, k, n, (0, 0), &a).unwrap(),
+        faulty.matmul(0, m, k, n, (0, 0), &a).unwrap()
+    );
     // and CLEAR_FAULTS takes the injection away again, not the defect.
     dev.clear_faults().unwrap();
     assert_eq!(dev.matmul(0, m, k, n, (0, 0), &a).unwrap(), y_faulty);
@@ -252,9 +289,14 @@ fn start_board(bin: &PathBuf, args: &[&str]) -> BoardProcess {
 
 fn run_json(bin: &PathBuf, args: &[&str]) -> serde_json::Value {
     let out = Command::new(bin).args(args).output().unwrap();
-    assert!(out.status.success(), "faultloop {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("faultloop {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "faultloop {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("faultloop {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+    })
 }
 
 #[test]
@@ -277,7 +319,8 @@ fn faultloop_board_binary_matmul_hashes_equal_the_model() {
     for (m, k, n, seed) in [(3, 7, 5, 1), (9, 2 * rows + 3, 3 * cols - 1, 2), (1, 40, 17, 3)] {
         let dims = [m.to_string(), k.to_string(), n.to_string(), seed.to_string()];
         let args = |d: &str, extra: &[&str]| -> serde_json::Value {
-            let mut a = vec!["matmul", "--device", d, "--m", &dims[0], "--k", &dims[1], "--n", &dims[2]];
+            let mut a =
+                vec!["matmul", "--device", d, "--m", &dims[0], "--k", &dims[1], "--n", &dims[2]];
             a.extend(["--seed", &dims[3], "--json"]);
             a.extend(extra);
             run_json(&bin, &a)
@@ -338,7 +381,23 @@ fn short_retrain_over_the_pty_board_with_hidden_defects() {
     let data = d.to_str().unwrap();
     let ck = d.join("m.ckpt");
     let ck = ck.to_str().unwrap();
-    run_json(&bin, &["pretrain", "--data-dir", data, "--model", "mlp", "--epochs", "2", "--lr", "1e-2", "-o", ck, "--json"]);
+    run_json(
+        &bin,
+        &[
+            "pretrain",
+            "--data-dir",
+            data,
+            "--model",
+            "mlp",
+            "--epochs",
+            "2",
+            "--lr",
+            "1e-2",
+            "-o",
+            ck,
+            "--json",
+        ],
+    );
 
     let map = FaultMap::random(rows, cols, 0.5, 5, &RandomOptions::default()).unwrap();
     let map_path = d.join("hidden.json");
@@ -351,8 +410,24 @@ fn short_retrain_over_the_pty_board_with_hidden_defects() {
     let r = run_json(
         &bin,
         &[
-            "retrain", "--data-dir", data, "--model", ck, "--device", &dev, "--epochs", "1",
-            "--train-samples", "32", "--batch", "32", "--limit", "20", "-o", out.to_str().unwrap(), "--json",
+            "retrain",
+            "--data-dir",
+            data,
+            "--model",
+            ck,
+            "--device",
+            &dev,
+            "--epochs",
+            "1",
+            "--train-samples",
+            "32",
+            "--batch",
+            "32",
+            "--limit",
+            "20",
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
         ],
     );
     assert_eq!(r["steps"], 1, "{r}");
@@ -360,7 +435,20 @@ fn short_retrain_over_the_pty_board_with_hidden_defects() {
     // with the hidden map injected.
     let e = run_json(
         &bin,
-        &["eval", "--data-dir", data, "--model", ck, "--device", &format!("model:{array}"), "--faults", mp, "--limit", "20", "--json"],
+        &[
+            "eval",
+            "--data-dir",
+            data,
+            "--model",
+            ck,
+            "--device",
+            &format!("model:{array}"),
+            "--faults",
+            mp,
+            "--limit",
+            "20",
+            "--json",
+        ],
     );
     assert_eq!(r["accuracy_before"], e["accuracy"], "{r} vs {e}");
 }

@@ -31,7 +31,9 @@ impl Program {
 
 fn summary(req: &Request) -> String {
     match req {
-        Request::Matmul { base, m, k, n, rot, .. } => format!("base {base} {m}x{k}x{n} rot {rot:?}"),
+        Request::Matmul { base, m, k, n, rot, .. } => {
+            format!("base {base} {m}x{k}x{n} rot {rot:?}")
+        }
         Request::WriteWeights { addr, data } => format!("addr {addr} {} bytes", data.len()),
         Request::PatchWeights(e) => format!("{} entries", e.len()),
         other => format!("{other:?}"),
@@ -97,21 +99,42 @@ fn program(rng: &mut Rng, rows: usize, cols: usize) -> Program {
     let mut a = vec![0i8; m * k];
     rng.fill_i8(&mut a);
     let r1 = rot_of(rng);
-    p.push(Request::Matmul { base: base as u32, m: m as u16, k: k as u16, n: n as u16, rot: r1, a: a.clone() });
+    p.push(Request::Matmul {
+        base: base as u32,
+        m: m as u16,
+        k: k as u16,
+        n: n as u16,
+        rot: r1,
+        a: a.clone(),
+    });
 
     // A sparse patch, then the same matmul again (and maybe a different rotation).
-    let patch: Vec<(u32, i8)> =
-        (0..1 + rng.index(12)).map(|_| ((base + rng.index(region)) as u32, rng.next_u32() as i8)).collect();
+    let patch: Vec<(u32, i8)> = (0..1 + rng.index(12))
+        .map(|_| ((base + rng.index(region)) as u32, rng.next_u32() as i8))
+        .collect();
     p.push(Request::PatchWeights(patch));
     if rng.below(4) == 0 {
-        p.push(Request::SetBypass { row: rng.index(rows) as u8, col: rng.index(cols) as u8, on: false });
+        p.push(Request::SetBypass {
+            row: rng.index(rows) as u8,
+            col: rng.index(cols) as u8,
+            on: false,
+        });
     }
     let r2 = rot_of(rng);
-    p.push(Request::Matmul { base: base as u32, m: m as u16, k: k as u16, n: n as u16, rot: r2, a });
+    p.push(Request::Matmul {
+        base: base as u32,
+        m: m as u16,
+        k: k as u16,
+        n: n as u16,
+        rot: r2,
+        a,
+    });
 
     // Refused requests must be refused identically and change nothing.
     match rng.below(4) {
-        0 => p.push(Request::SetFault { row: rows as u8, col: 0, site: Site::Psum, sa0: 1, sa1: 0 }),
+        0 => {
+            p.push(Request::SetFault { row: rows as u8, col: 0, site: Site::Psum, sa0: 1, sa1: 0 })
+        }
         1 => p.push(Request::Matmul { base: 0, m: 0, k: 1, n: 1, rot: (0, 0), a: vec![] }),
         2 => p.push(Request::SetSeu { rate: (1 << 27) + 1, seed: 0 }),
         _ => p.push(Request::Info),
@@ -121,7 +144,14 @@ fn program(rng: &mut Rng, rows: usize, cols: usize) -> Program {
         p.push(Request::ClearFaults);
         let mut a = vec![0i8; k];
         rng.fill_i8(&mut a);
-        p.push(Request::Matmul { base: base as u32, m: 1, k: k as u16, n: n as u16, rot: (0, 0), a });
+        p.push(Request::Matmul {
+            base: base as u32,
+            m: 1,
+            k: k as u16,
+            n: n as u16,
+            rot: (0, 0),
+            a,
+        });
         p.push(Request::Counters);
     }
     p

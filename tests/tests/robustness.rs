@@ -13,7 +13,9 @@ use std::time::Duration;
 use faultloop_tests::{byte_diff, drain, random_bytes, roundtrip, sim_sizes};
 use sim_bridge::link::Link;
 use sim_bridge::model_link::ModelLink;
-use sim_bridge::proto::{decode, encode_request, Decoded, Frame, Request, Site, Status, REPLY_SYNC};
+use sim_bridge::proto::{
+    decode, encode_request, Decoded, Frame, Request, Site, Status, REPLY_SYNC,
+};
 use sim_bridge::rng::Rng;
 use sim_bridge::verilator::SimLink;
 
@@ -51,7 +53,11 @@ fn every_kind_of_bad_frame_gets_its_status() {
 
     // Unknown opcodes with a valid CRC.
     for op in [0x00u8, 0x0B, 0x7F, 0xFF] {
-        assert_eq!(status_of(&mut s, &encode_request(op, 7, &[])).0, Status::BadOpcode.code(), "op {op:#x}");
+        assert_eq!(
+            status_of(&mut s, &encode_request(op, 7, &[])).0,
+            Status::BadOpcode.code(),
+            "op {op:#x}"
+        );
     }
     // Wrong length for the opcode.
     assert_eq!(status_of(&mut s, &encode_request(0x01u8, 8, &[0; 3])).0, Status::BadLength.code());
@@ -76,7 +82,10 @@ fn every_kind_of_bad_frame_gets_its_status() {
     // A truncated frame is dropped after the idle timeout; the next frame is answered.
     let t = Request::WriteWeights { addr: 0, data: vec![1; 40] }.encode(15);
     s.send(&t[..20]).unwrap();
-    assert!(drain(&mut s, Duration::from_millis(200)).is_empty(), "a partial frame must not be answered");
+    assert!(
+        drain(&mut s, Duration::from_millis(200)).is_empty(),
+        "a partial frame must not be answered"
+    );
     s.idle(PAST_IDLE_TIMEOUT);
     assert_eq!(status_of(&mut s, &Request::Info.encode(16)), (info_ok.0, 16, info_ok.2));
 }
@@ -86,10 +95,14 @@ fn element(rng: &mut Rng, seq: u16) -> Vec<u8> {
     let valid = |rng: &mut Rng| match rng.below(4) {
         0 => Request::Info.encode(seq),
         1 => Request::Counters.encode(seq),
-        2 => Request::SetFault { row: 1, col: 2, site: Site::Psum, sa0: 0, sa1: 1 << rng.below(32) }.encode(seq),
+        2 => {
+            Request::SetFault { row: 1, col: 2, site: Site::Psum, sa0: 0, sa1: 1 << rng.below(32) }
+                .encode(seq)
+        }
         _ => {
             let m = 1 + rng.index(3);
-            Request::Matmul { base: 0, m: m as u16, k: 5, n: 9, rot: (0, 0), a: vec![3; m * 5] }.encode(seq)
+            Request::Matmul { base: 0, m: m as u16, k: 5, n: 9, rot: (0, 0), a: vec![3; m * 5] }
+                .encode(seq)
         }
     };
     match rng.below(8) {
@@ -142,7 +155,10 @@ fn random_hostile_streams_match_the_model_and_never_wedge_the_device() {
         }
         // Both start from the same state (the sim has just been re-synchronised;
         // its weight memory is never written here, so it is zero like the model's).
-        assert_eq!(status_of(&mut s, &Request::Reset.encode(2)), status_of(&mut m, &Request::Reset.encode(2)));
+        assert_eq!(
+            status_of(&mut s, &Request::Reset.encode(2)),
+            status_of(&mut m, &Request::Reset.encode(2))
+        );
 
         m.send(&bytes).unwrap();
         s.send(&bytes).unwrap();
@@ -157,7 +173,11 @@ fn random_hostile_streams_match_the_model_and_never_wedge_the_device() {
         // Whatever the stream left half-received, the device comes back.
         s.idle(PAST_IDLE_TIMEOUT);
         let again = status_of(&mut s, &Request::Info.encode(3));
-        assert_eq!(again, (Status::Ok.code(), 3, info.2.clone()), "stream {stream}: device did not recover");
+        assert_eq!(
+            again,
+            (Status::Ok.code(), 3, info.2.clone()),
+            "stream {stream}: device did not recover"
+        );
     }
     assert!(replies > 50, "the streams should provoke many replies, got {replies}");
 }

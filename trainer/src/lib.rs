@@ -28,7 +28,7 @@ pub mod retrain;
 pub mod tmr;
 pub mod train;
 
-pub use error::{Error, ExecError, Result};
 pub use device::{Compress, DeviceMatmul, LayerMode};
+pub use error::{Error, ExecError, Result};
 pub use exec::{HostMatmul, Int8Matmul, TorchMatmul};
 pub use model::{LayerExport, Model, ModelExport, ModelSpec};

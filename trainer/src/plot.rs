@@ -212,7 +212,11 @@ mod tests {
             &[
                 Series::level("clean", "#2a2", 0.88, 0.0, 3.0),
                 Series::level("faulty", "#c22", 0.6, 0.0, 3.0),
-                Series::new("retrained", "#22c", vec![(0.0, 0.6), (1.0, 0.8), (2.0, 0.86), (3.0, 0.87)]),
+                Series::new(
+                    "retrained",
+                    "#22c",
+                    vec![(0.0, 0.6), (1.0, 0.8), (2.0, 0.86), (3.0, 0.87)],
+                ),
             ],
             true,
         );

@@ -320,8 +320,11 @@ pub fn evaluate_installed(
 /// Install `model`'s current int8 weights as the device copy (not counted as updates).
 pub fn install_model(model: &Model, exec: &mut DeviceMatmul) -> Result<()> {
     for l in model.layers() {
-        exec.install(l.index, &l.int8_weights(), l.k, l.n)
-            .map_err(|source| Error::Exec { layer: l.index, name: l.name.clone(), source })?;
+        exec.install(l.index, &l.int8_weights(), l.k, l.n).map_err(|source| Error::Exec {
+            layer: l.index,
+            name: l.name.clone(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -495,16 +498,17 @@ pub fn retrain(
             dense_updates: b.dense_updates + u.dense_updates - base_upd.dense_updates,
         };
     };
-    let save = |st: &mut State, exec: &DeviceMatmul, adam: &Adam, vs: &nn::VarStore| -> Result<()> {
-        if let Some(dir) = ckpt {
-            st.held = (0..model.layers().len())
-                .map(|i| exec.held(i).map(<[i8]>::to_vec).unwrap_or_default())
-                .collect();
-            save_state(dir, vs, model, adam, st)?;
-            st.held.clear();
-        }
-        Ok(())
-    };
+    let save =
+        |st: &mut State, exec: &DeviceMatmul, adam: &Adam, vs: &nn::VarStore| -> Result<()> {
+            if let Some(dir) = ckpt {
+                st.held = (0..model.layers().len())
+                    .map(|i| exec.held(i).map(<[i8]>::to_vec).unwrap_or_default())
+                    .collect();
+                save_state(dir, vs, model, adam, st)?;
+                st.held.clear();
+            }
+            Ok(())
+        };
 
     progress(Progress::Start {
         steps_total: steps_per_epoch * cfg.epochs,
@@ -534,12 +538,8 @@ pub fn retrain(
             let loss_v = loss.double_value(&[]);
             let a = &mut st.acc;
             a.loss_sum += loss_v * idx.len() as f64;
-            a.correct += logits
-                .detach()
-                .argmax(-1, false)
-                .eq_tensor(&ys)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
+            a.correct +=
+                logits.detach().argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64).int64_value(&[]);
             a.seen += idx.len();
             a.bytes_dense += after.bytes_dense - before.bytes_dense;
             a.bytes_sent += after.bytes_sent - before.bytes_sent;

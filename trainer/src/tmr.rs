@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::Dataset;
 use crate::device::{DeviceMatmul, LayerMode};
 use crate::error::Result;
-use crate::model::Model;
 use crate::exec::matmul_i8_ref;
+use crate::model::Model;
 use crate::retrain::evaluate_installed;
 use sim_bridge::rng::Rng;
 
@@ -62,9 +62,8 @@ pub fn calibrate(
     let (k, n, m) = (layout.k, layout.n, probe_rows.max(1));
     let (rows, cols) = (exec.info().rows, exec.info().cols);
     let mut rng = Rng::new(seed ^ (layer as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
-    let a: Vec<i8> = (0..m * k)
-        .map(|_| if rng.below(2) == 0 { 0 } else { rng.below(128) as i8 })
-        .collect();
+    let a: Vec<i8> =
+        (0..m * k).map(|_| if rng.below(2) == 0 { 0 } else { rng.below(128) as i8 }).collect();
     let want = matmul_i8_ref(&a, &held, m, k, n);
     let (sr, sc) = if rows * cols <= 64 { (1, 1) } else { ((rows / 8).max(1), (cols / 8).max(1)) };
     let defaults = exec.rotations();
@@ -131,10 +130,8 @@ pub fn calibrate_all(
 ) -> Result<Vec<Calibration>> {
     let mut out = Vec::with_capacity(layers);
     for i in 0..layers {
-        let c = calibrate(exec, i, probe_rows, seed).map_err(|source| crate::error::Error::Exec {
-            layer: i,
-            name: format!("layer {i}"),
-            source,
+        let c = calibrate(exec, i, probe_rows, seed).map_err(|source| {
+            crate::error::Error::Exec { layer: i, name: format!("layer {i}"), source }
         })?;
         exec.set_layer_rotations(i, Some(c.rotations));
         out.push(c);
@@ -207,7 +204,9 @@ impl Vulnerability {
                     continue;
                 }
                 let (g, bg) = (gain(&set), gain(&best));
-                if g > bg + 1e-12 || ((g - bg).abs() <= 1e-12 && self.cost_pct(&set) < self.cost_pct(&best)) {
+                if g > bg + 1e-12
+                    || ((g - bg).abs() <= 1e-12 && self.cost_pct(&set) < self.cost_pct(&best))
+                {
                     best = set;
                 }
             }
@@ -216,7 +215,8 @@ impl Vulnerability {
             best
         } else {
             let mut order: Vec<usize> = (0..n).collect();
-            let per_mac = |i: usize| self.layers[i].loss / self.layers[i].macs_per_sample.max(1) as f64;
+            let per_mac =
+                |i: usize| self.layers[i].loss / self.layers[i].macs_per_sample.max(1) as f64;
             order.sort_by(|&a, &b| per_mac(b).total_cmp(&per_mac(a)));
             let mut set = Vec::new();
             for i in order {
@@ -310,7 +310,13 @@ pub fn budget_table(
         let acc = match cache.iter().find(|(s, _)| *s == set) {
             Some((_, a)) => *a,
             None => {
-                set_modes(exec, n, |i| if set.contains(&i) { LayerMode::Tmr } else { LayerMode::Device });
+                set_modes(exec, n, |i| {
+                    if set.contains(&i) {
+                        LayerMode::Tmr
+                    } else {
+                        LayerMode::Device
+                    }
+                });
                 let a = evaluate_installed(model, data, batch, exec)?;
                 cache.push((set.clone(), a));
                 a

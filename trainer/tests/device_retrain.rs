@@ -64,7 +64,8 @@ fn pretrained(f: &Fixture, seed: i64) -> (nn::VarStore, Model) {
     tch::manual_seed(seed);
     let vs = nn::VarStore::new(tch::Device::Cpu);
     let model = Model::new(&vs.root(), &ModelSpec::Mlp { widths: vec![64, 32, 16, 4] }).unwrap();
-    let cfg = TrainConfig { epochs: 3, batch_size: 32, lr: 1e-2, eval_batch: 128, ..Default::default() };
+    let cfg =
+        TrainConfig { epochs: 3, batch_size: 32, lr: 1e-2, eval_batch: 128, ..Default::default() };
     train::pretrain(&model, &vs, &f.train, &f.test, &cfg, &mut HostMatmul::new(), |_| {}).unwrap();
     (vs, model)
 }
@@ -144,7 +145,13 @@ fn straight_through_gradients_through_a_faulty_device() {
     model.set_observe(false);
     let c = Tensor::from_slice(&[1.0f32, -2.0, 0.5, 3.0]).view([1, 4]);
     let map = FaultMap {
-        faults: vec![Fault { row: 1, col: 2, site: Site::Psum, stuck_at_0: 0, stuck_at_1: 1 << 12 }],
+        faults: vec![Fault {
+            row: 1,
+            col: 2,
+            site: Site::Psum,
+            stuck_at_0: 0,
+            stuck_at_1: 1 << 12,
+        }],
         ..FaultMap::empty(4, 4)
     };
     let mut exec = DeviceMatmul::open("model:4x4", Some(&map)).unwrap();
@@ -163,7 +170,10 @@ fn straight_through_gradients_through_a_faulty_device() {
     // The forward value is exactly the device's (faulty) result ...
     let eval_y = tch::no_grad(|| model.forward_exec(&xs, false, Some(&mut exec)).unwrap());
     assert!(dev_y.equal(&eval_y));
-    assert!(!dev_y.allclose(&float_y, 1e-4, 1e-4, false), "the fault must show in the forward value");
+    assert!(
+        !dev_y.allclose(&float_y, 1e-4, 1e-4, false),
+        "the fault must show in the forward value"
+    );
     // ... and the backward pass is the float one.
     assert!(dev_gw.allclose(&float_gw, 1e-6, 1e-6, false));
     assert!(dev_gb.allclose(&float_gb, 1e-6, 1e-6, false));
@@ -288,10 +298,27 @@ fn retraining_on_a_faulty_model_device_recovers_accuracy() {
         eval_batch: 100,
         ..Default::default()
     };
-    let r = retrain::retrain(&model, &mut vs, &mut exec, &f.train, &f.test, &cfg, None, false, &mut |_| {})
-        .unwrap();
-    eprintln!("clean {clean} before {} after {} {:?}", r.accuracy_before, r.accuracy_after, r.history);
-    assert!(r.accuracy_before < clean - 0.1, "the faults must hurt: {clean} vs {}", r.accuracy_before);
+    let r = retrain::retrain(
+        &model,
+        &mut vs,
+        &mut exec,
+        &f.train,
+        &f.test,
+        &cfg,
+        None,
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    eprintln!(
+        "clean {clean} before {} after {} {:?}",
+        r.accuracy_before, r.accuracy_after, r.history
+    );
+    assert!(
+        r.accuracy_before < clean - 0.1,
+        "the faults must hurt: {clean} vs {}",
+        r.accuracy_before
+    );
     assert!(r.accuracy_after > r.accuracy_before + 0.1, "{r:?}");
     assert_eq!(r.totals.steps, 3 * 19);
     assert!(r.bytes_per_step_sent < r.bytes_per_step_dense, "{r:?}");
@@ -316,8 +343,18 @@ fn resume_after_an_interruption_gives_identical_results() {
         let (mut vs, model) = pretrained(&f, 5);
         let mut exec = DeviceMatmul::open("model:4x4", Some(&harmful_map())).unwrap();
         let cfg = RetrainConfig { stop_after_steps: stop, ..cfg.clone() };
-        let r = retrain::retrain(&model, &mut vs, &mut exec, &f.train, &f.test, &cfg, Some(ckpt), resume, &mut |_| {})
-            .unwrap();
+        let r = retrain::retrain(
+            &model,
+            &mut vs,
+            &mut exec,
+            &f.train,
+            &f.test,
+            &cfg,
+            Some(ckpt),
+            resume,
+            &mut |_| {},
+        )
+        .unwrap();
         (r, model.export(), exec.held(0).unwrap().to_vec())
     };
     let (full, full_exp, full_held) = run(&dir.path().join("full.ckpt"), None, false);
@@ -335,7 +372,10 @@ fn resume_after_an_interruption_gives_identical_results() {
     assert!(c.finished);
     assert_eq!(c.history.len(), 2);
     for (x, y) in full.history.iter().zip(&c.history) {
-        assert_eq!((x.train_loss, x.train_accuracy, x.test_accuracy), (y.train_loss, y.train_accuracy, y.test_accuracy));
+        assert_eq!(
+            (x.train_loss, x.train_accuracy, x.test_accuracy),
+            (y.train_loss, y.train_accuracy, y.test_accuracy)
+        );
         assert_eq!((x.bytes_dense, x.bytes_sent), (y.bytes_dense, y.bytes_sent));
     }
     assert_eq!(full.accuracy_before, c.accuracy_before);
@@ -350,8 +390,18 @@ fn resume_after_an_interruption_gives_identical_results() {
     let (mut vs, model) = pretrained(&f, 5);
     let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
     let other = RetrainConfig { lr: 1e-2, ..cfg.clone() };
-    let e = retrain::retrain(&model, &mut vs, &mut exec, &f.train, &f.test, &other, Some(&ck), true, &mut |_| {})
-        .unwrap_err();
+    let e = retrain::retrain(
+        &model,
+        &mut vs,
+        &mut exec,
+        &f.train,
+        &f.test,
+        &other,
+        Some(&ck),
+        true,
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("cannot resume"), "{e}");
 }
 
@@ -366,7 +416,8 @@ fn vulnerability_and_budget_table() {
     assert_eq!(v.layers.len(), 3);
     assert_eq!(v.layers[0].macs_per_sample, 64 * 32);
     assert!(v.faulty_accuracy < v.clean_accuracy);
-    let rows = tmr::budget_table(&model, &f.test, 100, &mut exec, &v, &[0.0, 50.0, 100.0, 200.0]).unwrap();
+    let rows =
+        tmr::budget_table(&model, &f.test, 100, &mut exec, &v, &[0.0, 50.0, 100.0, 200.0]).unwrap();
     assert_eq!(rows[0].accuracy, v.faulty_accuracy);
     assert!(rows[0].protected.is_empty());
     for r in &rows {

@@ -269,8 +269,11 @@ fn shape_errors_are_typed() {
 #[test]
 fn unfold_and_pool_match_libtorch() {
     use trainer::model::{max_pool, unfold, ConvGeom};
-    for (c, h, w, k, s, p) in [(2, 9, 8, 3, 1, 1), (3, 7, 7, 3, 2, 1), (1, 6, 5, 1, 1, 0), (2, 8, 8, 5, 1, 2)] {
-        let g = ConvGeom { in_ch: c, in_h: h, in_w: w, out_ch: 1, kernel: k, stride: s, padding: p };
+    for (c, h, w, k, s, p) in
+        [(2, 9, 8, 3, 1, 1), (3, 7, 7, 3, 2, 1), (1, 6, 5, 1, 1, 0), (2, 8, 8, 5, 1, 2)]
+    {
+        let g =
+            ConvGeom { in_ch: c, in_h: h, in_w: w, out_ch: 1, kernel: k, stride: s, padding: p };
         let x = Tensor::randn([3, c as i64, h as i64, w as i64], (Kind::Float, tch::Device::Cpu));
         let (k, s, p) = (k as i64, s as i64, p as i64);
         let want = x.im2col([k, k], [1, 1], [p, p], [s, s]).transpose(1, 2);
