@@ -120,6 +120,10 @@ impl crate::link::Link for SimLink {
         &self.name
     }
 
+    fn sim_cycles(&self) -> Option<u64> {
+        Some(self.total_cycles())
+    }
+
     fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         // SAFETY: valid handle; bytes readable for bytes.len().
         unsafe { ffi::dla_write(self.h.as_ptr(), bytes.as_ptr(), bytes.len()) };

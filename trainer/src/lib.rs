@@ -15,6 +15,22 @@
 //! * [`retrain`]: hardware-in-the-loop retraining (forward on the device,
 //!   straight-through backward on the host) with checkpoint/resume.
 //! * [`plot`]: a hand-written SVG line chart (accuracy per epoch).
+//!
+//! A layer's int8 matmul on the golden-model DLA equals the host reference
+//! when the device is fault-free (`no_run`: doctest binaries are linked in a
+//! temporary directory where the `$ORIGIN` rpath to libtorch does not reach;
+//! tests/device_retrain.rs runs the same check):
+//!
+//! ```no_run
+//! use trainer::{exec::matmul_i8_ref, DeviceMatmul, Int8Matmul};
+//!
+//! let (m, k, n) = (3, 20, 7);
+//! let a: Vec<i8> = (0..m * k).map(|i| (i % 13) as i8 - 6).collect();
+//! let w: Vec<i8> = (0..k * n).map(|i| (i % 11) as i8 - 5).collect();
+//! let mut dla = DeviceMatmul::open("model:4x4", None).unwrap();
+//! dla.set_weights(0, &w, k, n).unwrap();
+//! assert_eq!(dla.matmul(0, &a, m, k, n).unwrap(), matmul_i8_ref(&a, &w, m, k, n));
+//! ```
 pub mod checkpoint;
 pub mod data;
 pub mod device;
