@@ -63,8 +63,6 @@ pub struct MatmulOutcome {
     /// Simulated clock cycles the MATMUL took (Verilated devices only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_cycles: Option<u64>,
-    #[serde(skip)]
-    pub result: Vec<i32>,
 }
 
 /// The operands of a [`MatmulJob`].
@@ -138,7 +136,6 @@ pub fn run_matmul(
         bytes_to_device: sent,
         bytes_from_device: recv,
         link_cycles,
-        result: y,
     })
 }
 

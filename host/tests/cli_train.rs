@@ -1,40 +1,9 @@
 //! `faultloop pretrain | eval | retrain` end to end on a tiny synthetic
 //! 28×28 data set and the golden-model device (`model:4x4`).
-use std::path::Path;
 use std::process::Command;
 
+use faultloop_tests::write_synthetic_split;
 use serde_json::Value;
-
-fn idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
-    let mut v = vec![0, 0, 0x08, dims.len() as u8];
-    for d in dims {
-        v.extend_from_slice(&(*d as u32).to_be_bytes());
-    }
-    v.extend_from_slice(data);
-    v
-}
-
-/// 28×28 images, 4 classes: class c lights quadrant c (plus LCG noise).
-fn write_split(dir: &Path, stem: &str, n: usize, seed: u64) {
-    let mut s = seed;
-    let mut rnd = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (s >> 33) as u32
-    };
-    let (mut px, mut labels) = (Vec::new(), Vec::new());
-    for _ in 0..n {
-        let c = (rnd() % 4) as usize;
-        labels.push(c as u8);
-        for y in 0..28 {
-            for x in 0..28 {
-                let q = (y / 14) * 2 + x / 14;
-                px.push(((if q == c { 120 } else { 30 }) + rnd() % 100) as u8);
-            }
-        }
-    }
-    std::fs::write(dir.join(format!("{stem}-images-idx3-ubyte")), idx(&[n, 28, 28], &px)).unwrap();
-    std::fs::write(dir.join(format!("{stem}-labels-idx1-ubyte")), idx(&[n], &labels)).unwrap();
-}
 
 fn faultloop(args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_faultloop")).args(args).output().unwrap();
@@ -52,8 +21,8 @@ fn faultloop(args: &[&str]) -> Value {
 fn pretrain_eval_retrain_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    write_split(d, "train", 400, 1);
-    write_split(d, "t10k", 100, 2);
+    write_synthetic_split(d, "train", 400, 1);
+    write_synthetic_split(d, "t10k", 100, 2);
     let data = d.to_str().unwrap();
     let ckpt = d.join("m.ckpt");
     let ck = ckpt.to_str().unwrap();

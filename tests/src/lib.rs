@@ -103,3 +103,55 @@ pub fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
 pub fn sim_sizes() -> Vec<(usize, usize)> {
     sim_bridge::verilator::built_sizes()
 }
+
+/// Random stuck-at masks for a site `width` bits wide: 1..=`max_bits` random
+/// bits, each stuck at 0 or 1 (never both).
+pub fn random_masks(rng: &mut Rng, width: u32, max_bits: u64) -> (u32, u32) {
+    let (mut sa0, mut sa1) = (0u32, 0u32);
+    for _ in 0..1 + rng.below(max_bits) {
+        let bit = 1u32 << rng.below(width as u64);
+        if rng.below(2) == 0 {
+            sa0 |= bit;
+        } else {
+            sa1 |= bit;
+        }
+    }
+    (sa0 & !sa1, sa1)
+}
+
+/// An MNIST-layout idx file (unsigned bytes) with the given dims.
+pub fn idx_bytes(dims: &[usize], data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        v.extend_from_slice(&(*d as u32).to_be_bytes());
+    }
+    v.extend_from_slice(data);
+    v
+}
+
+/// A tiny learnable data set in `dir`: `n` 28×28 images of 4 classes, class
+/// c lights quadrant c (plus LCG noise), as `{stem}-images-idx3-ubyte` and
+/// `{stem}-labels-idx1-ubyte`.
+pub fn write_synthetic_split(dir: &std::path::Path, stem: &str, n: usize, seed: u64) {
+    let mut s = seed;
+    let mut rnd = || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 33) as u32
+    };
+    let (mut px, mut labels) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let c = (rnd() % 4) as usize;
+        labels.push(c as u8);
+        for y in 0..28 {
+            for x in 0..28 {
+                let q = (y / 14) * 2 + x / 14;
+                px.push(((if q == c { 120 } else { 30 }) + rnd() % 100) as u8);
+            }
+        }
+    }
+    let write = |name: String, bytes: Vec<u8>| {
+        std::fs::write(dir.join(&name), bytes).unwrap_or_else(|e| panic!("write {name}: {e}"))
+    };
+    write(format!("{stem}-images-idx3-ubyte"), idx_bytes(&[n, 28, 28], &px));
+    write(format!("{stem}-labels-idx1-ubyte"), idx_bytes(&[n], &labels));
+}

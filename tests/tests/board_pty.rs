@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use faultloop_tests::{byte_diff, random_bytes, roundtrip};
+use faultloop_tests::{byte_diff, random_bytes, random_masks, roundtrip, write_synthetic_split};
 use sim_bridge::board::{self, PtyBoard, PtyOptions, UartSim};
 use sim_bridge::client::Device;
 use sim_bridge::faultmap::{Fault, FaultMap, Polarity, RandomOptions};
@@ -44,19 +44,6 @@ fn spawn(rows: usize, cols: usize, hidden: Option<&FaultMap>) -> PtyBoard {
     PtyBoard::spawn(sim, PtyOptions::default()).unwrap()
 }
 
-fn mask(rng: &mut Rng, width: u32) -> (u32, u32) {
-    let (mut sa0, mut sa1) = (0u32, 0u32);
-    for _ in 0..1 + rng.below(2) {
-        let bit = 1u32 << rng.below(width as u64);
-        if rng.below(2) == 0 {
-            sa0 |= bit;
-        } else {
-            sa1 |= bit;
-        }
-    }
-    (sa0 & !sa1, sa1)
-}
-
 /// One random request program (RESET first), as requests.
 fn program(rng: &mut Rng, rows: usize, cols: usize) -> Vec<Request> {
     let mut p = vec![Request::Reset];
@@ -71,7 +58,7 @@ fn program(rng: &mut Rng, rows: usize, cols: usize) -> Vec<Request> {
         for c in 0..cols {
             if rng.f64() < rate {
                 let site = Site::ALL[rng.index(3)];
-                let (sa0, sa1) = mask(rng, site.bits());
+                let (sa0, sa1) = random_masks(rng, site.bits(), 2);
                 p.push(Request::SetFault { row: r as u8, col: c as u8, site, sa0, sa1 });
             }
             if rng.f64() < rate / 4.0 {
@@ -221,7 +208,7 @@ fn hidden_defects_persist_are_invisible_and_combine_with_injected_faults() {
 
     // Injected faults combine with them (on a PE site with a hidden defect too).
     let f0: &Fault = &hidden.faults[0];
-    let inj = mask(&mut rng, f0.site.bits());
+    let inj = random_masks(&mut rng, f0.site.bits(), 2);
     dev.set_fault(f0.row, f0.col, f0.site, inj.0, inj.1).unwrap();
     let both = combine(inj, (f0.stuck_at_0 as u32, f0.stuck_at_1 as u32));
     // the model gets the last hidden entry for that site plus the injection
@@ -337,35 +324,6 @@ fn faultloop_board_binary_matmul_hashes_equal_the_model() {
 }
 
 /// 28x28 images, 4 classes: class c lights quadrant c (plus LCG noise).
-fn write_split(dir: &std::path::Path, stem: &str, n: usize, seed: u64) {
-    fn idx(dims: &[usize], data: &[u8]) -> Vec<u8> {
-        let mut v = vec![0, 0, 0x08, dims.len() as u8];
-        for d in dims {
-            v.extend_from_slice(&(*d as u32).to_be_bytes());
-        }
-        v.extend_from_slice(data);
-        v
-    }
-    let mut s = seed;
-    let mut rnd = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (s >> 33) as u32
-    };
-    let (mut px, mut labels) = (Vec::new(), Vec::new());
-    for _ in 0..n {
-        let c = (rnd() % 4) as usize;
-        labels.push(c as u8);
-        for y in 0..28 {
-            for x in 0..28 {
-                let q = (y / 14) * 2 + x / 14;
-                px.push(((if q == c { 120 } else { 30 }) + rnd() % 100) as u8);
-            }
-        }
-    }
-    std::fs::write(dir.join(format!("{stem}-images-idx3-ubyte")), idx(&[n, 28, 28], &px)).unwrap();
-    std::fs::write(dir.join(format!("{stem}-labels-idx1-ubyte")), idx(&[n], &labels)).unwrap();
-}
-
 #[test]
 fn short_retrain_over_the_pty_board_with_hidden_defects() {
     let Some(bin) = faultloop_bin() else {
@@ -376,8 +334,8 @@ fn short_retrain_over_the_pty_board_with_hidden_defects() {
     let array = format!("{rows}x{cols}");
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    write_split(d, "train", 200, 1);
-    write_split(d, "t10k", 40, 2);
+    write_synthetic_split(d, "train", 200, 1);
+    write_synthetic_split(d, "t10k", 40, 2);
     let data = d.to_str().unwrap();
     let ck = d.join("m.ckpt");
     let ck = ck.to_str().unwrap();

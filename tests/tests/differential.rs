@@ -7,7 +7,7 @@
 //! several rates, weight patches between matmuls, some refused requests, and
 //! the counters at the end.
 
-use faultloop_tests::{byte_diff, random_bytes, roundtrip, sim_sizes};
+use faultloop_tests::{byte_diff, random_bytes, random_masks, roundtrip, sim_sizes};
 use sim_bridge::link::Link;
 use sim_bridge::model_link::ModelLink;
 use sim_bridge::proto::{Request, Site};
@@ -40,20 +40,6 @@ fn summary(req: &Request) -> String {
     }
 }
 
-fn mask(rng: &mut Rng, width: u32) -> (u32, u32) {
-    let mut sa0 = 0u32;
-    let mut sa1 = 0u32;
-    for _ in 0..1 + rng.below(3) {
-        let bit = 1u32 << rng.below(width as u64);
-        if rng.below(2) == 0 {
-            sa0 |= bit;
-        } else {
-            sa1 |= bit;
-        }
-    }
-    (sa0 & !sa1, sa1)
-}
-
 fn program(rng: &mut Rng, rows: usize, cols: usize) -> Program {
     let mut p = Program { frames: Vec::new(), seq: rng.next_u32() as u16 };
     p.push(Request::Reset);
@@ -76,7 +62,7 @@ fn program(rng: &mut Rng, rows: usize, cols: usize) -> Program {
         for c in 0..cols {
             if rng.f64() < rate {
                 let site = Site::ALL[rng.index(3)];
-                let (sa0, sa1) = mask(rng, site.bits());
+                let (sa0, sa1) = random_masks(rng, site.bits(), 3);
                 p.push(Request::SetFault { row: r as u8, col: c as u8, site, sa0, sa1 });
             }
             if rng.f64() < rate / 4.0 {

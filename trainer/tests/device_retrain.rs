@@ -156,7 +156,7 @@ fn straight_through_gradients_through_a_faulty_device() {
     };
     let mut exec = DeviceMatmul::open("model:4x4", Some(&map)).unwrap();
     model.sync_weights(&mut exec).unwrap();
-    let mut run = |exec: Option<&mut dyn Int8Matmul>| {
+    let run = |exec: Option<&mut dyn Int8Matmul>| {
         for mut v in vs.trainable_variables() {
             v.zero_grad();
         }
