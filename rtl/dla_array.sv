@@ -8,6 +8,8 @@ module dla_array #(
   parameter int ArrayRows     = 16,
   parameter int ArrayCols     = 16,
   parameter bit HasDefectPort = 1'b0,
+  parameter bit HasSeu        = 1'b1,   // dla_pe
+  parameter bit FastPath      = 1'b1,   // dla_pe
   parameter int FlipW         = $clog2(ArrayRows * ArrayCols + 1)
 ) (
   input  logic                    clk_i,
@@ -108,7 +110,9 @@ module dla_array #(
       dla_pe #(
         .Row          (r),
         .Col          (c),
-        .HasDefectPort(HasDefectPort)
+        .HasDefectPort(HasDefectPort),
+        .HasSeu       (HasSeu),
+        .FastPath     (FastPath)
       ) u_pe (
         .clk_i     (clk_i),
         .rst_ni    (rst_ni),

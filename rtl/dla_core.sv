@@ -7,17 +7,26 @@
 //
 // Dimensions (ArrayRows, ArrayCols, WmemBytes, BufBytes, AccWords,
 // StreamBytes) must be powers of two; ArrayRows, ArrayCols >= 2, <= 255;
-// AccWords >= ArrayCols; WmemBytes >= ArrayCols; StreamBytes <= 4*ArrayCols.
+// AccWords >= 2*ArrayCols; WmemBytes >= 2*ArrayCols;
+// BufBytes >= 2*max(ArrayRows, StreamBytes, 4); StreamBytes <= 4*ArrayCols.
 //
-// Memories (behavioural, no reset):
-//   pbuf   BufBytes x 8       request payload; one write beat of StreamBytes
-//                             lanes, narrow read lanes for parsing/streaming
+// Memories (behavioural, no reset; every read is synchronous, so they map to
+// block RAM: EBR/SPRAM on an iCE40, BRAM on a Xilinx part):
+//   pbuf   PB banks of BufBytes/PB x 8, PB = max(ArrayRows, StreamBytes, 4):
+//                             byte a lives in bank a % PB, so one write beat
+//                             and any PB consecutive bytes (an activation
+//                             row, a patch entry, a weight-row chunk) hit PB
+//                             different banks: one write and one read port
+//                             per bank. Reads are issued with the next
+//                             state's address (pbr_d) and used a cycle later.
 //   wmem   WmemBytes/C x 8C   one word = one PE row (layout: protocol.md s3);
-//                             byte-enable write port, synchronous read port
+//                             single port (writes and reads never share a
+//                             cycle), byte enables, synchronous read: SPRAM.
 //   acc    C banks of AccWords/C x 32: element a lives in bank a % C, so the
 //                             C consecutive results of one output row (and
 //                             the words of one reply beat) hit C different
-//                             banks: one read and one write port per bank.
+//                             banks: one read and one write port per bank;
+//                             reads issued a cycle ahead like pbuf's.
 //
 // MATMUL timing per pass (must match the COUNTERS formula M + 2R + C):
 //   TURN   1 cycle        issue the wmem read of tile row 0, per-pass setup
@@ -37,6 +46,8 @@ module dla_core #(
   parameter int StreamBytes   = 8,
   parameter int IdleTimeout   = 4096,
   parameter bit HasDefectPort = 1'b0,
+  parameter bit HasSeu        = 1'b1,   // transient flips (feature bit 2)
+  parameter bit FastPath      = 1'b1,   // dla_pe: simulation shortcut
   parameter int CntW          = $clog2(StreamBytes + 1)
 ) (
   input  logic                     clk_i,
@@ -83,7 +94,12 @@ module dla_core #(
   localparam int CrB       = (SB > 2) ? SB : 2;
   localparam int AccB      = (SB > 4 * RdWords) ? SB : 4 * RdWords;
 
-  localparam logic [31:0] Features = HasDefectPort ? 32'h0000_001F : 32'h0000_000F;
+  localparam int PB0       = (R > SB) ? R : SB;
+  localparam int PB        = (PB0 > 4) ? PB0 : 4;  // pbuf banks
+  localparam int PBW       = $clog2(PB);
+
+  // bit0 stuck-at, bit1 bypass, bit2 SEU, bit3 rotation, bit4 defect port
+  localparam logic [31:0] Features = {27'h0, HasDefectPort, 1'b1, HasSeu, 2'b11};
   localparam logic [31:0] HashK1   = 32'h9E3779B1;
   localparam logic [31:0] HashK2   = 32'h85EBCA77;
 
@@ -111,8 +127,8 @@ module dla_core #(
   localparam logic [3:0] StPay    = 4'd2;   // payload into pbuf
   localparam logic [3:0] StCrc    = 4'd3;   // 2 CRC bytes
   localparam logic [3:0] StChk0   = 4'd4;   // latch fields
-  localparam logic [3:0] StChk1   = 4'd5;   // products
-  localparam logic [3:0] StChk2   = 4'd6;   // products
+  localparam logic [3:0] StChk1   = 4'd5;   // tile counts; MATMUL: start the products
+  localparam logic [3:0] StMul    = 4'd6;   // MATMUL: four 16-cycle shift-add products
   localparam logic [3:0] StChk3   = 4'd7;   // decide, execute simple ops
   localparam logic [3:0] StWrite  = 4'd8;   // WRITE_WEIGHTS, one wmem word per cycle
   localparam logic [3:0] StPscan  = 4'd9;   // PATCH_WEIGHTS range scan
@@ -169,7 +185,12 @@ module dla_core #(
   logic [47:0]      mkn_d, mkn_q;
   logic [31:0]      key_d, key_q;          // seed ^ p * HashK1 for the pass
   logic [55:0]      hout_d, hout_q;        // reply header bytes still to send
-  logic [191:0]     sp_d, sp_q;            // small reply payload (INFO, COUNTERS)
+  logic             rinfo_d, rinfo_q;      // small reply payload: INFO (else COUNTERS)
+  logic [47:0]      mul_a_d, mul_a_q;      // shift-add multiplier: multiplicand << i
+  logic [15:0]      mul_b_d, mul_b_q;      // multiplier >> i
+  logic [47:0]      mul_p_d, mul_p_q;      // partial product
+  logic [3:0]       mul_i_d, mul_i_q;      // step i
+  logic [1:0]       mul_s_d, mul_s_q;      // product: 0 m*k, 1 m*n, 2 KT*NT, 3 m*k*n
 
   // Request fields
   logic [7:0]  op;
@@ -197,35 +218,78 @@ module dla_core #(
   // ---------------------------------------------------------------------------
   // Memories
   // ---------------------------------------------------------------------------
-  logic [7:0]     pbuf_q [BufBytes];
   logic [8*C-1:0] wmem_q [WWords];
   logic [8*C-1:0] wm_rdata_q;
 
-  logic [SB-1:0]  pb_we;                   // pbuf write lanes (ib_data_q byte i)
-  logic           wm_re;
-  logic [WAW-1:0] wm_raddr, wm_waddr;
-  logic [C-1:0]   wm_be;
-  logic [8*C-1:0] wm_wdata;
+  logic [SB-1:0]   pb_we;                  // pbuf write lanes (ib_data_q byte i)
+  logic            pb_re;                  // read pbuf at pbr_d for the next cycle
+  logic [BAW-1:0]  pbr_d;                  // byte address of read lane 0
+  logic [PBW-1:0]  pbr_q;                  // its bank (the rotation of the read data)
+  logic [8*PB-1:0] pb_bank_q;              // read data, per bank
+  logic [8*PB-1:0] pb_lane;                // byte pbr_q + i in lane i
+  logic [PB-1:0]   pb_wex;                 // write lanes and data widened to PB
+  logic [8*PB-1:0] pb_wdx;
+  logic            wm_re;
+  logic [WAW-1:0]  wm_raddr, wm_waddr, wm_addr;
+  logic [C-1:0]    wm_be;
+  logic [8*C-1:0]  wm_wdata;
 
-  always_ff @(posedge clk_i) begin
-    for (int i = 0; i < SB; i++) begin
-      if (pb_we[i]) begin
-        pbuf_q[BAW'(ptr_q) + BAW'(i)] <= ib_data_q[8*i +: 8];
+  assign pb_wex = PB'(pb_we);
+  assign pb_wdx = (8*PB)'(ib_data_q);
+
+  for (genvar b = 0; b < PB; b++) begin : g_pbuf
+    logic [7:0]     mem_q [BufBytes / PB];
+    logic [PBW-1:0] wl, rl;                // lane that maps to this bank
+    logic [BAW-1:0] wa, ra;
+
+    assign wl = PBW'(b) - ptr_q[PBW-1:0];
+    assign wa = BAW'(ptr_q) + BAW'(wl);
+    assign rl = PBW'(b) - pbr_d[PBW-1:0];
+    assign ra = pbr_d + BAW'(rl);
+
+    always_ff @(posedge clk_i) begin
+      if (pb_wex[wl]) begin
+        mem_q[wa[BAW-1:PBW]] <= pb_wdx[8*wl +: 8];
+      end
+    end
+
+    always_ff @(posedge clk_i) begin
+      if (pb_re) begin
+        pb_bank_q[8*b +: 8] <= mem_q[ra[BAW-1:PBW]];
       end
     end
   end
 
   always_ff @(posedge clk_i) begin
+    if (pb_re) begin
+      pbr_q <= pbr_d[PBW-1:0];
+    end
+  end
+
+  always_comb begin
+    logic [PBW-1:0] bk;
+    pb_lane = '0;
+    bk      = '0;
+    for (int i = 0; i < PB; i++) begin
+      bk = pbr_q + PBW'(i);
+      pb_lane[8*i +: 8] = pb_bank_q[8*bk +: 8];
+    end
+  end
+
+  // Writes (WRITE/PATCH) and reads (MATMUL) never share a cycle: one address.
+  assign wm_addr = wm_re ? wm_raddr : wm_waddr;
+
+  always_ff @(posedge clk_i) begin
     for (int l = 0; l < C; l++) begin
       if (wm_be[l]) begin
-        wmem_q[wm_waddr][8*l +: 8] <= wm_wdata[8*l +: 8];
+        wmem_q[wm_addr][8*l +: 8] <= wm_wdata[8*l +: 8];
       end
     end
   end
 
   always_ff @(posedge clk_i) begin
     if (wm_re) begin
-      wm_rdata_q <= wmem_q[wm_raddr];
+      wm_rdata_q <= wmem_q[wm_addr];
     end
   end
 
@@ -378,7 +442,12 @@ module dla_core #(
             acc_x      = acc_x >> (32'(rptr_q[1:0]) << 3);
             srl_data = acc_x[8*SB-1:0];
           end else begin
-            sp_x[191:0] = sp_q;
+            // INFO and COUNTERS replies straight from their sources (the
+            // counters do not move outside MATMUL), byte rptr onwards
+            sp_x[191:0] = rinfo_q ? {32'h0, Features, 32'(AccWords), 32'(BufBytes),
+                                     32'(WmemBytes), 8'(C), 8'(R), 8'h01, 8'h01}
+                                  : {flips_q, macs_q, cycles_q};
+            sp_x      = sp_x >> (8 * 32'(rptr_q));
             srl_data  = sp_x[8*SB-1:0];
           end
         end
@@ -446,7 +515,7 @@ module dla_core #(
       if (t_q < {16'h0000, f_m}) begin
         for (int r = 0; r < R; r++) begin
           if (17'(r) < krem_q) begin
-            act_log[8*r +: 8] = pbuf_q[aptr_q + BAW'(r)];
+            act_log[8*r +: 8] = pb_lane[8*r +: 8];
           end
         end
       end
@@ -521,7 +590,9 @@ module dla_core #(
   dla_array #(
     .ArrayRows    (R),
     .ArrayCols    (C),
-    .HasDefectPort(HasDefectPort)
+    .HasDefectPort(HasDefectPort),
+    .HasSeu       (HasSeu),
+    .FastPath     (FastPath)
   ) u_array (
     .clk_i     (clk_i),
     .rst_ni    (rst_ni),
@@ -558,42 +629,64 @@ module dla_core #(
   // ---------------------------------------------------------------------------
   // Banked accumulators
   // ---------------------------------------------------------------------------
+  // Writes go to the elements accp_q + c of the output row in this cycle;
+  // reads are issued with the next cycle's element (arb_d: accp_d while
+  // streaming, the reply pointer while replying) and used a cycle later. A
+  // row's read never meets a same-cycle write of the same element: while
+  // streaming the read row is m+1 and the written lanes c < nrem <= N of
+  // row m end before it; the reply re-reads every cycle, so the read issued
+  // with the last write is replaced before the first payload beat.
   logic            acc_wr;                 // accumulate this cycle (row m valid)
   logic [C-1:0]    acc_we;                 // per logical lane
   logic [32*C-1:0] acc_wdata;              // per logical lane
-  logic [AAW-1:0]  acc_base;               // element of lane 0
-  logic [32*C-1:0] bank_rdata;             // per bank
+  logic            acc_re;
+  logic [AAW-1:0]  arb_d;                  // element of read lane 0
+  logic [CB-1:0]   arb_q;                  // its bank (the rotation of the read data)
+  logic [32*C-1:0] bank_rdata_q;           // per bank
 
-  assign acc_wr   = arr_en && (t_q >= 32'(R + C - 1));
-  assign acc_base = (st_q == StReply) ? rptr_q[AAW+1:2] : accp_q;
+  assign acc_wr = arr_en && (t_q >= 32'(R + C - 1));
 
   for (genvar b = 0; b < C; b++) begin : g_acc_bank
     logic [31:0]    mem_q [BankWords];
-    logic [CB-1:0]  lane;
-    logic [AAW-1:0] elem;
-    logic [BKW-1:0] row;
+    logic [CB-1:0]  wl, rl;
+    logic [AAW-1:0] we_el, re_el;
+    logic [BKW-1:0] awrow, arrow;
 
-    assign lane = CB'(b) - acc_base[CB-1:0];
-    assign elem = acc_base + AAW'(lane);
-    assign row  = elem[AAW-1:CB];
-    assign bank_rdata[32*b +: 32] = mem_q[row];
+    assign wl    = CB'(b) - accp_q[CB-1:0];
+    assign we_el = accp_q + AAW'(wl);
+    assign awrow = we_el[AAW-1:CB];
+    assign rl    = CB'(b) - arb_d[CB-1:0];
+    assign re_el = arb_d + AAW'(rl);
+    assign arrow = re_el[AAW-1:CB];
 
     always_ff @(posedge clk_i) begin
-      if (acc_we[lane]) begin
-        mem_q[row] <= acc_wdata[32*lane +: 32];
+      if (acc_we[wl]) begin
+        mem_q[awrow] <= acc_wdata[32*wl +: 32];
+      end
+    end
+
+    always_ff @(posedge clk_i) begin
+      if (acc_re) begin
+        bank_rdata_q[32*b +: 32] <= mem_q[arrow];
       end
     end
   end
 
-  // lane c reads bank (acc_base + c) mod C
+  always_ff @(posedge clk_i) begin
+    if (acc_re) begin
+      arb_q <= arb_d[CB-1:0];
+    end
+  end
+
+  // lane c reads bank (arb_q + c) mod C
   always_comb begin
     logic [CB-1:0] bk;
     acc_lane_rd = '0;
     bk          = '0;
     if (acc_wr || st_q == StReply) begin
       for (int c = 0; c < C; c++) begin
-        bk = CB'(c) + acc_base[CB-1:0];
-        acc_lane_rd[32*c +: 32] = bank_rdata[32*bk +: 32];
+        bk = CB'(c) + arb_q;
+        acc_lane_rd[32*c +: 32] = bank_rdata_q[32*bk +: 32];
       end
     end
   end
@@ -639,10 +732,10 @@ module dla_core #(
     pb2 = '0;
     pb3 = '0;
     if (st_q == StPscan || st_q == StPapply) begin
-      pb0 = pbuf_q[BAW'(wsrc_q)];
-      pb1 = pbuf_q[BAW'(wsrc_q) + BAW'(1)];
-      pb2 = pbuf_q[BAW'(wsrc_q) + BAW'(2)];
-      pb3 = pbuf_q[BAW'(wsrc_q) + BAW'(3)];
+      pb0 = pb_lane[7:0];
+      pb1 = pb_lane[15:8];
+      pb2 = pb_lane[23:16];
+      pb3 = pb_lane[31:24];
     end
   end
   assign patch_addr = {pb2, pb1, pb0};
@@ -690,7 +783,12 @@ module dla_core #(
     mkn_d    = mkn_q;
     key_d    = key_q;
     hout_d   = hout_q;
-    sp_d     = sp_q;
+    rinfo_d  = rinfo_q;
+    mul_a_d  = mul_a_q;
+    mul_b_d  = mul_b_q;
+    mul_p_d  = mul_p_q;
+    mul_i_d  = mul_i_q;
+    mul_s_d  = mul_s_q;
     // strobes
     pb_we     = '0;
     wm_re     = 1'b0;
@@ -751,6 +849,10 @@ module dla_core #(
             crc_d = crc_next;
             for (int i = 0; i < SB; i++) begin
               pb_we[i] = (32'(i) < 32'(ib_count_q));
+              // payload bytes 0..11 are the fields of every request
+              if (pb_we[i] && ptr_q + 32'(i) < 32'd12) begin
+                fld_d[8*(ptr_q[3:0] + 4'(i)) +: 8] = ib_data_q[8*i +: 8];
+              end
             end
             ptr_d = ptr_q + 32'(ib_count_q);
             if (ptr_d == len) begin
@@ -777,24 +879,57 @@ module dla_core #(
       // ------------------------------------------------------------- check
       StChk0: begin
         crc_ok_d = (crc_q == rxcrc_q);
-        for (int i = 0; i < 12; i++) begin
-          fld_d[8*i +: 8] = pbuf_q[BAW'(i)];
-        end
         st_d = StChk1;
       end
 
       StChk1: begin
-        mk_d  = 32'(f_m) * 32'(f_k);
-        mn_d  = 32'(f_m) * 32'(f_n);
         ktn_d = 16'((17'(f_k) + 17'(R - 1)) >> RB);
         ntn_d = 16'((17'(f_n) + 17'(C - 1)) >> CB);
-        st_d  = StChk2;
+        st_d  = StChk3;
+        // Only MATMUL needs the products. One shift-add multiplier makes
+        // them in 64 cycles (request checks are not timed by COUNTERS); four
+        // parallel multipliers cost more LUTs than a small FPGA has.
+        if (op == OpMatmul) begin
+          st_d    = StMul;
+          mul_a_d = 48'(f_m);
+          mul_b_d = f_k;
+          mul_p_d = '0;
+          mul_i_d = '0;
+          mul_s_d = 2'd0;
+        end
       end
 
-      StChk2: begin
-        tiles_d = 32'(ktn_q) * 32'(ntn_q);
-        mkn_d   = 48'(mk_q) * 48'(f_n);
-        st_d    = StChk3;
+      StMul: begin
+        mul_p_d = mul_b_q[0] ? mul_p_q + mul_a_q : mul_p_q;
+        mul_a_d = mul_a_q << 1;
+        mul_b_d = mul_b_q >> 1;
+        mul_i_d = mul_i_q + 4'd1;
+        if (mul_i_q == 4'd15) begin
+          mul_i_d = '0;
+          mul_s_d = mul_s_q + 2'd1;
+          case (mul_s_q)
+            2'd0: begin
+              mk_d    = mul_p_d[31:0];
+              mul_a_d = 48'(f_m);
+              mul_b_d = f_n;
+            end
+            2'd1: begin
+              mn_d    = mul_p_d[31:0];
+              mul_a_d = 48'(ktn_q);
+              mul_b_d = ntn_q;
+            end
+            2'd2: begin
+              tiles_d = mul_p_d[31:0];
+              mul_a_d = 48'(mk_q);
+              mul_b_d = f_n;
+            end
+            default: begin
+              mkn_d = mul_p_d;
+              st_d  = StChk3;
+            end
+          endcase
+          mul_p_d = '0;
+        end
       end
 
       StChk3: begin
@@ -830,7 +965,7 @@ module dla_core #(
             end
             OpSeu: begin
               if (len != 32'd8) sts = StsBadLen;
-              else if (f_u32a > 32'h0800_0000) sts = StsOor;
+              else if (f_u32a > 32'h0800_0000 || (!HasSeu && f_u32a != 32'd0)) sts = StsOor;
             end
             OpMatmul: begin
               if (len < 32'd14 || 33'(len) != 33'(mk_q) + 33'd14) sts = StsBadLen;
@@ -852,12 +987,11 @@ module dla_core #(
           case (op)
             OpInfo: begin
               rep_len = 32'd20;
-              sp_d    = {32'h0, Features, 32'(AccWords), 32'(BufBytes), 32'(WmemBytes),
-                         8'(C), 8'(R), 8'h01, 8'h01};
+              rinfo_d = 1'b1;
             end
             OpCounters: begin
               rep_len = 32'd24;
-              sp_d    = {flips_q, macs_q, cycles_q};
+              rinfo_d = 1'b0;
             end
             OpReset: begin
               arr_clear = 1'b1;
@@ -913,13 +1047,17 @@ module dla_core #(
 
       // ------------------------------------------------------ weight writes
       StWrite: begin
+        // up to one pbuf read (PB bytes) into the rest of one wmem word
         room = 32'(C) - 32'(wdst_q[CB-1:0]);
         nb   = (wrem_q < room) ? wrem_q : room;
+        if (nb > 32'(PB)) begin
+          nb = 32'(PB);
+        end
         wm_waddr = WAW'(wdst_q >> CB);
         for (int l = 0; l < C; l++) begin
           if (32'(l) >= 32'(wdst_q[CB-1:0]) && 32'(l) - 32'(wdst_q[CB-1:0]) < nb) begin
             wm_be[l] = 1'b1;
-            wm_wdata[8*l +: 8] = pbuf_q[BAW'(wsrc_q) + BAW'(l) - BAW'(wdst_q[CB-1:0])];
+            wm_wdata[8*l +: 8] = pb_lane[8*PBW'(32'(l) - 32'(wdst_q[CB-1:0])) +: 8];
           end
         end
         wsrc_d = wsrc_q + nb;
@@ -1032,7 +1170,6 @@ module dla_core #(
             end
             SegPay: begin
               crc_d  = crc_next;
-              sp_d   = sp_q >> (8 * 32'(srl_count));
               rptr_d = rptr_q + (AAW+2)'(srl_count);
               prem_d = prem_q - 32'(srl_count);
               if (prem_d == 32'd0) begin
@@ -1060,6 +1197,30 @@ module dla_core #(
       prem_d = rep_len;
       pacc_d = rep_acc;
       rptr_d = '0;
+    end
+  end
+
+  // Block-RAM reads for the next cycle, addressed by the next state.
+  always_comb begin
+    pb_re  = 1'b0;
+    pbr_d  = aptr_d;
+    acc_re = 1'b0;
+    arb_d  = accp_d;
+    case (st_d)
+      StWrite, StPscan, StPapply: begin
+        pb_re = 1'b1;
+        pbr_d = BAW'(wsrc_d);
+      end
+      StLoad, StStream: begin
+        pb_re = 1'b1;
+      end
+      default: ;
+    endcase
+    if (st_d == StStream) begin
+      acc_re = 1'b1;
+    end else if (st_d == StReply) begin
+      acc_re = pacc_d;
+      arb_d  = rptr_d[AAW+1:2];
     end
   end
 
@@ -1140,7 +1301,12 @@ module dla_core #(
     mkn_q    <= mkn_d;
     key_q    <= key_d;
     hout_q   <= hout_d;
-    sp_q     <= sp_d;
+    rinfo_q  <= rinfo_d;
+    mul_a_q  <= mul_a_d;
+    mul_b_q  <= mul_b_d;
+    mul_p_q  <= mul_p_d;
+    mul_i_q  <= mul_i_d;
+    mul_s_q  <= mul_s_d;
   end
 
 endmodule

@@ -9,7 +9,9 @@
 //    controller loads a tile; it is held while the array computes.
 //  * Bypass forwards psum_i and act_i unmasked, still one register per PE, so
 //    the array timing does not depend on the bypass map; a bypassed PE does no
-//    MAC and no flip.
+//    MAC and no flip. Its weight register loads 0 (bypass only changes
+//    between MATMULs and every pass reloads the tile), so psum_i + act*w is
+//    psum_i and the one adder serves both cases.
 //  * Transient flips: the counter-based hash of (seed, pass p, activation row
 //    m, Row, Col); the controller supplies key = seed ^ p*K1 and tk = t*K2 for
 //    the stream cycle t, the PE processes row m = t - Row - Col, so
@@ -18,10 +20,17 @@
 // Masks: v' = (v | sa1) & ~sa0, where sa0/sa1 are the injected masks (SET_FAULT,
 // cleared by RESET/CLEAR_FAULTS) OR-ed with the hidden defect masks (only when
 // HasDefectPort; cleared by rst_ni only).
+//
+// HasSeu = 0 drops the transient-flip hash (two 32x32 multiplies per PE, too
+// big for small FPGAs; the core then refuses a non-zero SET_SEU rate).
+// FastPath = 0 drops the clean_i shortcut, which only speeds up simulation:
+// it is a second copy of the MAC that an FPGA would pay LUTs for.
 module dla_pe #(
   parameter int Row           = 0,
   parameter int Col           = 0,
-  parameter bit HasDefectPort = 1'b0
+  parameter bit HasDefectPort = 1'b0,
+  parameter bit HasSeu        = 1'b1,
+  parameter bit FastPath      = 1'b1
 ) (
   input  logic        clk_i,
   input  logic        rst_ni,
@@ -197,7 +206,7 @@ module dla_pe #(
   // Weight register: loaded through the weight masks (a MATMUL always reloads
   // the tile, so masking at load equals masking at use). The row match sits
   // under the shared wload_i test.
-  assign w_d = (wdata_i | wt_sa1) & ~wt_sa0;
+  assign w_d = byp_q ? 8'h00 : ((wdata_i | wt_sa1) & ~wt_sa0);
 
   always_ff @(posedge clk_i) begin
     if (wload_i) begin
@@ -233,24 +242,44 @@ module dla_pe #(
   // is computed only while SEUs are enabled.
   logic [31:0] fmask;
 
-  always_comb begin
-    if (en_i && seu_en_i) begin
-      fmask   = byp_q ? 32'h0 : seu_mask(seu_key_i, seu_tk_i, seu_t_i, seu_m_i, seu_rate_i);
-      nflip_o = nflip_i + 8'(fmask != 32'h0);
-    end else begin
-      fmask   = 32'h0;
-      nflip_o = 8'h0;
+  if (HasSeu) begin : g_seu
+    always_comb begin
+      if (en_i && seu_en_i) begin
+        fmask   = byp_q ? 32'h0 : seu_mask(seu_key_i, seu_tk_i, seu_t_i, seu_m_i, seu_rate_i);
+        nflip_o = nflip_i + 8'(fmask != 32'h0);
+      end else begin
+        fmask   = 32'h0;
+        nflip_o = 8'h0;
+      end
     end
+  end else begin : g_no_seu
+    assign fmask   = 32'h0;
+    assign nflip_o = 8'h0;
+
+    logic unused_seu;
+    assign unused_seu = ^{seu_en_i, seu_key_i, seu_tk_i, seu_t_i, seu_m_i, seu_rate_i, nflip_i};
   end
 
-  // clean_i: no fault, bypass or SEU is configured anywhere, so the masks
-  // are zero and fmask is 0; the plain MAC gives the same result (and lets
-  // the Verilated model skip the fault logic of all PEs with one test).
-  assign act_d  = clean_i ? act_i :
-                  byp_q   ? act_i : ((act_i | ac_sa1) & ~ac_sa0);
-  assign psum_d = clean_i ? 32'($signed(w_q) * $signed(act_i)) + psum_i :
-                  byp_q   ? psum_i :
-                  ((((psum_i + 32'($signed(act_i) * $signed(w_q))) ^ fmask) | ps_sa1) & ~ps_sa0);
+  // A bypassed PE holds w_q = 0, so sum = psum_i; the masks and the flip are
+  // gated off by byp_q.
+  logic [31:0] sum;
+  assign sum = psum_i + 32'($signed(act_i) * $signed(w_q));
+
+  if (FastPath) begin : g_fast
+    // clean_i: no fault, bypass or SEU is configured anywhere, so the masks
+    // are zero and fmask is 0; the plain MAC gives the same result (and lets
+    // the Verilated model skip the fault logic of all PEs with one test).
+    assign act_d  = clean_i ? act_i :
+                    byp_q   ? act_i : ((act_i | ac_sa1) & ~ac_sa0);
+    assign psum_d = clean_i ? sum :
+                    byp_q   ? sum : (((sum ^ fmask) | ps_sa1) & ~ps_sa0);
+  end else begin : g_plain
+    assign act_d  = byp_q ? act_i : ((act_i | ac_sa1) & ~ac_sa0);
+    assign psum_d = byp_q ? sum : (((sum ^ fmask) | ps_sa1) & ~ps_sa0);
+
+    logic unused_clean;
+    assign unused_clean = clean_i;
+  end
 
   always_ff @(posedge clk_i) begin
     if (en_i) begin

@@ -27,6 +27,8 @@ module dla_uart_top #(
   parameter int ClocksPerBit  = 104,
   parameter int RxFifoDepth   = 16,
   parameter bit HasDefectPort = 1'b1,
+  parameter bit HasSeu        = 1'b1,   // dla_core
+  parameter bit FastPath      = 1'b1,   // dla_pe
   parameter int CpbW          = 16
 ) (
   input  logic            clk_i,
@@ -144,7 +146,9 @@ module dla_uart_top #(
     .AccWords     (AccWords),
     .StreamBytes  (1),
     .IdleTimeout  (IdleTimeout),
-    .HasDefectPort(HasDefectPort)
+    .HasDefectPort(HasDefectPort),
+    .HasSeu       (HasSeu),
+    .FastPath     (FastPath)
   ) u_core (
     .clk_i      (clk_i),
     .rst_ni     (rst_ni),

@@ -13,6 +13,7 @@ module dla_ice40_top #(
   parameter int BufBytes     = 64,
   parameter int AccWords     = 16,
   parameter int ClocksPerBit = 104,       // 12 MHz / 115200 baud
+  parameter bit HasSeu       = 1'b0,      // the SEU hash does not fit a UP5K
   parameter int IdleTimeout  = 1 << 20    // 87 ms at 12 MHz
 ) (
   input  logic clk_12m_i,
@@ -42,7 +43,9 @@ module dla_ice40_top #(
     .AccWords     (AccWords),
     .IdleTimeout  (IdleTimeout),
     .ClocksPerBit (ClocksPerBit),
-    .HasDefectPort(1'b0)
+    .HasDefectPort(1'b0),
+    .HasSeu       (HasSeu),
+    .FastPath     (1'b0)
   ) u_dla (
     .clk_i     (clk_12m_i),
     .rst_ni    (rst_n),

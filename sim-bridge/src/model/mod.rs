@@ -75,6 +75,9 @@ const ST_BAD_OPCODE: u8 = 2;
 const ST_BAD_LENGTH: u8 = 3;
 const ST_OUT_OF_RANGE: u8 = 4;
 
+/// INFO feature bit 2: transient flips (SET_SEU with a non-zero rate).
+pub const FEATURE_SEU: u32 = 1 << 2;
+
 /// Largest accepted SEU rate: `2^27` means a flip on every MAC.
 pub const SEU_RATE_MAX: u32 = 1 << 27;
 
@@ -321,7 +324,8 @@ impl Model {
             OP_SET_SEU => {
                 len_is(8)?;
                 let (rate, seed) = (le_u32(p, 0), le_u32(p, 4));
-                if rate > SEU_RATE_MAX {
+                // A device without the SEU feature (bit 2) accepts only rate 0.
+                if rate > SEU_RATE_MAX || (self.cfg.features & FEATURE_SEU == 0 && rate != 0) {
                     return Err(ST_OUT_OF_RANGE);
                 }
                 self.seu_rate = rate;

@@ -611,3 +611,16 @@ fn fast_matches_reference_random_multithreaded() {
         random_case(seed, true);
     }
 }
+
+#[test]
+fn device_without_seu_refuses_a_nonzero_rate() {
+    let mut m = small(4, 4);
+    m.cfg.features &= !FEATURE_SEU;
+    let before = state(&m);
+    assert_eq!(m.execute(OP_SET_SEU, &seu_payload(1, 7)), (ST_OUT_OF_RANGE, vec![]));
+    assert!(state(&m) == before, "a refused SET_SEU changed state");
+    // rate 0 (switching SEUs off) is still accepted
+    ok(&mut m, OP_SET_SEU, &seu_payload(0, 7));
+    let info = ok(&mut m, OP_INFO, &[]);
+    assert_eq!(u32::from_le_bytes(info[16..20].try_into().unwrap()) & FEATURE_SEU, 0);
+}
