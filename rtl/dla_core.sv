@@ -94,6 +94,14 @@ module dla_core #(
   localparam int CrB       = (SB > 2) ? SB : 2;
   localparam int AccB      = (SB > 4 * RdWords) ? SB : 4 * RdWords;
 
+  // Counter widths: a request payload is at most BufBytes (longer ones are
+  // refused from the header), a WRITE ends inside wmem (checked before it
+  // starts), a reply payload is at most 4*AccWords bytes, a stream pass is
+  // M + R + C - 1 < 2^17 cycles. Narrow counters keep the FPGA build small.
+  localparam int LW        = BAW + 1;
+  localparam int WDW       = $clog2(WmemBytes) + 1;
+  localparam int PRW       = (AAW + 3 > 5) ? AAW + 3 : 5;
+  localparam int TW        = 17;
   localparam int PB0       = (R > SB) ? R : SB;
   localparam int PB        = (PB0 > 4) ? PB0 : 4;  // pbuf banks
   localparam int PBW       = $clog2(PB);
@@ -151,7 +159,7 @@ module dla_core #(
   logic [1:0]       seg_d, seg_q;
   logic [2:0]       hcnt_d, hcnt_q;
   logic [IdleW-1:0] idle_d, idle_q;
-  logic [31:0]      ptr_d, ptr_q;          // rx payload bytes received / CRC bytes
+  logic [LW-1:0]    ptr_d, ptr_q;          // rx payload bytes received / CRC bytes
   logic [15:0]      crc_d, crc_q;
   logic [27:0]      rate_d, rate_q;
   logic [31:0]      seed_d, seed_q;
@@ -160,21 +168,21 @@ module dla_core #(
   logic [63:0]      macs_d, macs_q;
   logic [63:0]      flips_d, flips_q;
   logic [3:0]       hrem_d, hrem_q;        // reply header / CRC bytes left
-  logic [31:0]      prem_d, prem_q;        // reply payload bytes left
+  logic [PRW-1:0]   prem_d, prem_q;        // reply payload bytes left
   logic             pacc_d, pacc_q;        // reply payload from the accumulators
   logic [AAW+1:0]   rptr_d, rptr_q;        // reply payload byte pointer
   logic [15:0]      kt_d, kt_q, nt_d, nt_q;
   logic [RB-1:0]    lcnt_d, lcnt_q;
-  logic [31:0]      t_d, t_q;              // stream cycle
+  logic [TW-1:0]    t_d, t_q;              // stream cycle
   logic [31:0]      tk_d, tk_q;            // t * HashK2
   logic [WAW-1:0]   wp_d, wp_q;            // wmem word of the current tile
   logic [BAW-1:0]   aptr_d, aptr_q;        // pbuf offset of activation row t
   logic [AAW-1:0]   accp_d, accp_q;        // acc element of output row m, column nt*C
   logic [16:0]      krem_d, krem_q;        // K - kt*R
   logic [16:0]      nrem_d, nrem_q;        // N - nt*C
-  logic [31:0]      wsrc_d, wsrc_q;        // WRITE_WEIGHTS / PATCH source offset
-  logic [31:0]      wdst_d, wdst_q;        // WRITE_WEIGHTS destination
-  logic [31:0]      wrem_d, wrem_q;        // WRITE_WEIGHTS bytes left
+  logic [LW-1:0]    wsrc_d, wsrc_q;        // WRITE_WEIGHTS / PATCH source offset
+  logic [WDW-1:0]   wdst_d, wdst_q;        // WRITE_WEIGHTS destination
+  logic [LW-1:0]    wrem_d, wrem_q;        // WRITE_WEIGHTS bytes left
   // datapath (no reset)
   logic [55:0]      hdr_d, hdr_q;          // op, seq, len of the request
   logic [15:0]      rxcrc_d, rxcrc_q;
@@ -237,25 +245,33 @@ module dla_core #(
   assign pb_wex = PB'(pb_we);
   assign pb_wdx = (8*PB)'(ib_data_q);
 
-  for (genvar b = 0; b < PB; b++) begin : g_pbuf
-    logic [7:0]     mem_q [BufBytes / PB];
-    logic [PBW-1:0] wl, rl;                // lane that maps to this bank
-    logic [BAW-1:0] wa, ra;
+  // Bank b holds byte base + ((b - base) mod PB) of the PB bytes from base:
+  // the bank row of base, or the next row when b < base mod PB.
+  logic [BAW-PBW-1:0] pwrow0, pwrow1, prrow0, prrow1;
 
-    assign wl = PBW'(b) - ptr_q[PBW-1:0];
-    assign wa = BAW'(ptr_q) + BAW'(wl);
-    assign rl = PBW'(b) - pbr_d[PBW-1:0];
-    assign ra = pbr_d + BAW'(rl);
+  assign pwrow0 = ptr_q[BAW-1:PBW];
+  assign pwrow1 = pwrow0 + (BAW-PBW)'(1);
+  assign prrow0 = pbr_d[BAW-1:PBW];
+  assign prrow1 = prrow0 + (BAW-PBW)'(1);
+
+  for (genvar b = 0; b < PB; b++) begin : g_pbuf
+    logic [7:0]         mem_q [BufBytes / PB];
+    logic [PBW-1:0]     wl;                // write lane that maps to this bank
+    logic [BAW-PBW-1:0] wrow, rrow;
+
+    assign wl   = PBW'(b) - ptr_q[PBW-1:0];
+    assign wrow = (PBW'(b) < ptr_q[PBW-1:0]) ? pwrow1 : pwrow0;
+    assign rrow = (PBW'(b) < pbr_d[PBW-1:0]) ? prrow1 : prrow0;
 
     always_ff @(posedge clk_i) begin
       if (pb_wex[wl]) begin
-        mem_q[wa[BAW-1:PBW]] <= pb_wdx[8*wl +: 8];
+        mem_q[wrow] <= pb_wdx[8*wl +: 8];
       end
     end
 
     always_ff @(posedge clk_i) begin
       if (pb_re) begin
-        pb_bank_q[8*b +: 8] <= mem_q[ra[BAW-1:PBW]];
+        pb_bank_q[8*b +: 8] <= mem_q[rrow];
       end
     end
   end
@@ -334,7 +350,10 @@ module dla_core #(
   endfunction
 
   logic [CntW:0] acc_next;
-  assign acc_next   = rx_accept(st_d, hdr_d[55:24] - ptr_d, ptr_d);
+  // left is only used in StPay, where len <= BufBytes
+  logic [LW-1:0] rx_left;
+  assign rx_left    = hdr_d[24 +: LW] - ptr_d;
+  assign acc_next   = rx_accept(st_d, 32'(rx_left), 32'(ptr_d));
   assign in_ready_o = acc_next[CntW];
   assign in_max_o   = acc_next[CntW-1:0];
 
@@ -409,7 +428,7 @@ module dla_core #(
   // ---------------------------------------------------------------------------
   // Reply beat
   // ---------------------------------------------------------------------------
-  logic [32*C-1:0]       acc_lane_rd;       // acc words base+0..C-1 (base per phase)
+  logic [32*RdWords-1:0] acc_lane_rd;       // reply: acc words rptr/4 + 0..RdWords-1
   logic [8*HdrB-1:0]     hdr_x;
   logic [8*SpB-1:0]      sp_x;
   logic [8*CrB-1:0]      crc_x;
@@ -436,7 +455,7 @@ module dla_core #(
           srl_count = (32'(hrem_q) >= 32'(SB)) ? CntW'(SB) : CntW'(hrem_q);
         end
         SegPay: begin
-          srl_count = (prem_q >= 32'(SB)) ? CntW'(SB) : CntW'(prem_q);
+          srl_count = (32'(prem_q) >= 32'(SB)) ? CntW'(SB) : CntW'(prem_q);
           if (pacc_q) begin
             acc_x[32*RdWords-1:0] = acc_lane_rd[32*RdWords-1:0];
             acc_x      = acc_x >> (32'(rptr_q[1:0]) << 3);
@@ -512,7 +531,7 @@ module dla_core #(
     act_phys = '0;
     lr       = '0;
     if (arr_en) begin
-      if (t_q < {16'h0000, f_m}) begin
+      if (t_q < TW'(f_m)) begin
         for (int r = 0; r < R; r++) begin
           if (17'(r) < krem_q) begin
             act_log[8*r +: 8] = pb_lane[8*r +: 8];
@@ -620,7 +639,7 @@ module dla_core #(
     .seu_en_i  (rate_q != 28'd0),
     .seu_key_i (key_q),
     .seu_tk_i  (tk_q),
-    .seu_t_i   (t_q),
+    .seu_t_i   (32'(t_q)),
     .seu_m_i   (f_m),
     .seu_rate_i(rate_q),
     .nflips_o  (nflips)
@@ -636,32 +655,43 @@ module dla_core #(
   // streaming the read row is m+1 and the written lanes c < nrem <= N of
   // row m end before it; the reply re-reads every cycle, so the read issued
   // with the last write is replaced before the first payload beat.
+  //
+  // Bank b holds element base + ((b - base) mod C) of the C elements from
+  // base: the bank row of base, or the next row when b < base mod C. In a
+  // stream cycle bank b accumulates logical column (b - accp_q) mod C of
+  // output row m, which sits on physical column (that + rot_c) mod C; its
+  // read data (issued with the same element a cycle ahead) is its own old
+  // value, so no lane rotation sits between the banks and the adders.
   logic            acc_wr;                 // accumulate this cycle (row m valid)
-  logic [C-1:0]    acc_we;                 // per logical lane
-  logic [32*C-1:0] acc_wdata;              // per logical lane
   logic            acc_re;
   logic [AAW-1:0]  arb_d;                  // element of read lane 0
   logic [CB-1:0]   arb_q;                  // its bank (the rotation of the read data)
   logic [32*C-1:0] bank_rdata_q;           // per bank
+  logic [BKW-1:0]  wrow0, wrow1, rrow0, rrow1;
 
-  assign acc_wr = arr_en && (t_q >= 32'(R + C - 1));
+  assign acc_wr = arr_en && (32'(t_q) >= 32'(R + C - 1));
+  assign wrow0  = accp_q[AAW-1:CB];
+  assign wrow1  = wrow0 + BKW'(1);
+  assign rrow0  = arb_d[AAW-1:CB];
+  assign rrow1  = rrow0 + BKW'(1);
 
   for (genvar b = 0; b < C; b++) begin : g_acc_bank
     logic [31:0]    mem_q [BankWords];
-    logic [CB-1:0]  wl, rl;
-    logic [AAW-1:0] we_el, re_el;
+    logic [CB-1:0]  wl, pc;                // logical column written here, its physical column
     logic [BKW-1:0] awrow, arrow;
+    logic           we;
+    logic [31:0]    wd;
 
     assign wl    = CB'(b) - accp_q[CB-1:0];
-    assign we_el = accp_q + AAW'(wl);
-    assign awrow = we_el[AAW-1:CB];
-    assign rl    = CB'(b) - arb_d[CB-1:0];
-    assign re_el = arb_d + AAW'(rl);
-    assign arrow = re_el[AAW-1:CB];
+    assign pc    = wl + f_rotc[CB-1:0];
+    assign awrow = (CB'(b) < accp_q[CB-1:0]) ? wrow1 : wrow0;
+    assign arrow = (CB'(b) < arb_d[CB-1:0]) ? rrow1 : rrow0;
+    assign we    = acc_wr && (17'(wl) < nrem_q);
+    assign wd    = psum_dsk[32*pc +: 32] + ((kt_q != 16'd0) ? bank_rdata_q[32*b +: 32] : 32'h0);
 
     always_ff @(posedge clk_i) begin
-      if (acc_we[wl]) begin
-        mem_q[awrow] <= acc_wdata[32*wl +: 32];
+      if (we) begin
+        mem_q[awrow] <= wd;
       end
     end
 
@@ -678,35 +708,15 @@ module dla_core #(
     end
   end
 
-  // lane c reads bank (arb_q + c) mod C
+  // Reply lane c (c < RdWords) reads bank (arb_q + c) mod C.
   always_comb begin
     logic [CB-1:0] bk;
     acc_lane_rd = '0;
     bk          = '0;
-    if (acc_wr || st_q == StReply) begin
-      for (int c = 0; c < C; c++) begin
+    if (st_q == StReply) begin
+      for (int c = 0; c < RdWords; c++) begin
         bk = CB'(c) + arb_q;
         acc_lane_rd[32*c +: 32] = bank_rdata_q[32*bk +: 32];
-      end
-    end
-  end
-
-  // Output row m: logical column c sits on physical column (c + rot_c) mod C.
-  always_comb begin
-    logic [CB-1:0] pc;
-    acc_we    = '0;
-    acc_wdata = '0;
-    pc        = '0;
-    if (acc_wr) begin
-      for (int c = 0; c < C; c++) begin
-        if (17'(c) < nrem_q) begin
-          pc = CB'(c) + f_rotc[CB-1:0];
-          acc_we[c] = 1'b1;
-          acc_wdata[32*c +: 32] = psum_dsk[32*pc +: 32];
-          if (kt_q != 16'd0) begin
-            acc_wdata[32*c +: 32] = acc_wdata[32*c +: 32] + acc_lane_rd[32*c +: 32];
-          end
-        end
       end
     end
   end
@@ -850,17 +860,17 @@ module dla_core #(
             for (int i = 0; i < SB; i++) begin
               pb_we[i] = (32'(i) < 32'(ib_count_q));
               // payload bytes 0..11 are the fields of every request
-              if (pb_we[i] && ptr_q + 32'(i) < 32'd12) begin
+              if (pb_we[i] && 32'(ptr_q) + 32'(i) < 32'd12) begin
                 fld_d[8*(ptr_q[3:0] + 4'(i)) +: 8] = ib_data_q[8*i +: 8];
               end
             end
-            ptr_d = ptr_q + 32'(ib_count_q);
-            if (ptr_d == len) begin
+            ptr_d = ptr_q + LW'(ib_count_q);
+            if (ptr_d == len[LW-1:0]) begin
               ptr_d = '0;
               st_d  = StCrc;
             end
           end else begin  // StCrc
-            if (ptr_q == 32'd0) begin
+            if (ptr_q == LW'(0)) begin
               rxcrc_d[7:0] = in_lo2[7:0];
               if (ib_count_q == CntW'(2)) begin
                 rxcrc_d[15:8] = in_lo2[15:8];
@@ -868,8 +878,8 @@ module dla_core #(
             end else begin
               rxcrc_d[15:8] = in_lo2[7:0];
             end
-            ptr_d = ptr_q + 32'(ib_count_q);
-            if (ptr_d == 32'd2) begin
+            ptr_d = ptr_q + LW'(ib_count_q);
+            if (ptr_d == LW'(2)) begin
               st_d = StChk0;
             end
           end
@@ -1020,9 +1030,9 @@ module dla_core #(
               if (len != 32'd4) begin
                 rep_go = 1'b0;
                 st_d   = StWrite;
-                wsrc_d = 32'd4;
-                wdst_d = f_u32a;
-                wrem_d = len - 32'd4;
+                wsrc_d = LW'(4);
+                wdst_d = WDW'(f_u32a);     // addr + len - 4 <= WmemBytes
+                wrem_d = LW'(len - 32'd4);
               end
             end
             OpPatch: begin
@@ -1049,7 +1059,7 @@ module dla_core #(
       StWrite: begin
         // up to one pbuf read (PB bytes) into the rest of one wmem word
         room = 32'(C) - 32'(wdst_q[CB-1:0]);
-        nb   = (wrem_q < room) ? wrem_q : room;
+        nb   = (32'(wrem_q) < room) ? 32'(wrem_q) : room;
         if (nb > 32'(PB)) begin
           nb = 32'(PB);
         end
@@ -1060,20 +1070,20 @@ module dla_core #(
             wm_wdata[8*l +: 8] = pb_lane[8*PBW'(32'(l) - 32'(wdst_q[CB-1:0])) +: 8];
           end
         end
-        wsrc_d = wsrc_q + nb;
-        wdst_d = wdst_q + nb;
-        wrem_d = wrem_q - nb;
-        if (wrem_q == nb) begin
+        wsrc_d = wsrc_q + LW'(nb);
+        wdst_d = wdst_q + WDW'(nb);
+        wrem_d = wrem_q - LW'(nb);
+        if (32'(wrem_q) == nb) begin
           rep_go = 1'b1;
         end
       end
 
       StPscan: begin
-        wsrc_d = wsrc_q + 32'd4;
+        wsrc_d = wsrc_q + LW'(4);
         if (32'(patch_addr) >= 32'(WmemBytes)) begin
           rep_go  = 1'b1;
           rep_sts = StsOor;
-        end else if (wsrc_d == len) begin
+        end else if (wsrc_d == len[LW-1:0]) begin
           st_d   = StPapply;
           wsrc_d = '0;
         end
@@ -1083,8 +1093,8 @@ module dla_core #(
         wm_waddr = WAW'(patch_addr >> CB);
         wm_be[patch_addr[CB-1:0]] = 1'b1;
         wm_wdata = {C{pb3}};
-        wsrc_d = wsrc_q + 32'd4;
-        if (wsrc_d == len) begin
+        wsrc_d = wsrc_q + LW'(4);
+        if (wsrc_d == len[LW-1:0]) begin
           rep_go = 1'b1;
         end
       end
@@ -1119,15 +1129,15 @@ module dla_core #(
       StStream: begin
         cycles_d = cycles_q + 64'd1;
         flips_d  = flips_q + 64'(nflips);
-        t_d      = t_q + 32'd1;
+        t_d      = t_q + TW'(1);
         tk_d     = tk_q + HashK2;
-        if (t_q < {16'h0000, f_m}) begin
+        if (t_q < TW'(f_m)) begin
           aptr_d = aptr_q + BAW'(f_k);
         end
         if (acc_wr) begin
           accp_d = accp_q + AAW'(f_n);
         end
-        if (t_q == 32'(f_m) + 32'(R + C - 2)) begin
+        if (32'(t_q) == 32'(f_m) + 32'(R + C - 2)) begin
           // end of pass
           p_d  = p_q + 32'd1;
           wp_d = wp_q + WAW'(R);
@@ -1160,7 +1170,7 @@ module dla_core #(
               hout_d = hout_q >> (8 * 32'(srl_count));
               hrem_d = hrem_q - 4'(srl_count);
               if (hrem_d == 4'd0) begin
-                if (prem_q != 32'd0) begin
+                if (prem_q != PRW'(0)) begin
                   seg_d = SegPay;
                 end else begin
                   seg_d  = SegCrc;
@@ -1171,8 +1181,8 @@ module dla_core #(
             SegPay: begin
               crc_d  = crc_next;
               rptr_d = rptr_q + (AAW+2)'(srl_count);
-              prem_d = prem_q - 32'(srl_count);
-              if (prem_d == 32'd0) begin
+              prem_d = prem_q - PRW'(srl_count);
+              if (prem_d == PRW'(0)) begin
                 seg_d  = SegCrc;
                 hrem_d = 4'd2;
               end
@@ -1194,7 +1204,7 @@ module dla_core #(
       st_d   = StReply;
       seg_d  = SegSync;
       hout_d = {rep_len, hdr_d[23:8], rep_sts};
-      prem_d = rep_len;
+      prem_d = PRW'(rep_len);              // <= 4*AccWords
       pacc_d = rep_acc;
       rptr_d = '0;
     end

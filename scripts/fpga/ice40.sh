@@ -5,18 +5,18 @@
 # keeps the first that places, routes and meets 12 MHz; prints LUT (LC), DSP,
 # BRAM (EBR), SPRAM use and the Fmax nextpnr reports. Exits 1 if none fits.
 #
-#   scripts/fpga/ice40.sh                      # ARRAYS="8 4", 115200 baud
-#   ARRAYS=4 WMEM=4096 BUF=64 ACC=16 BAUD=115200 scripts/fpga/ice40.sh
+#   scripts/fpga/ice40.sh                      # ARRAYS="8 4 2", 115200 baud
+#   ARRAYS=4 WMEM=131072 BUF=1024 ACC=1024 BAUD=115200 scripts/fpga/ice40.sh
 #
 # Outputs in ${OUT:-build/fpga}: dla_ice40_<R>x<R>.{json,asc,bin}, logs, and
 # summary.json. Flash with `iceprog build/fpga/dla_ice40.bin` (docs/boards.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-ARRAYS=${ARRAYS:-"8 4"}
-WMEM=${WMEM:-4096}      # weight memory bytes (yosys maps it to EBR)
-BUF=${BUF:-64}          # request payload buffer bytes (flip-flops: many read ports)
-ACC=${ACC:-16}          # accumulator words (flip-flops: asynchronous read)
+ARRAYS=${ARRAYS:-"8 4 2"}
+WMEM=${WMEM:-131072}    # weight memory bytes: the four SPRAMs (128 KiB)
+BUF=${BUF:-1024}        # request payload buffer bytes (EBR, banked)
+ACC=${ACC:-1024}        # accumulator words (EBR, one bank per column)
 BAUD=${BAUD:-115200}
 OUT=${OUT:-build/fpga}
 CLK_HZ=12000000
