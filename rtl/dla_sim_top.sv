@@ -10,6 +10,8 @@ module dla_sim_top #(
   parameter int AccWords    = 1 << 17,
   parameter int StreamBytes = 8,
   parameter int IdleTimeout = 4096,
+  parameter bit HasSeu      = 1'b1,     // dla_core (0: the iCE40 build's core)
+  parameter bit FastPath    = 1'b1,     // dla_pe
   parameter int CntW        = $clog2(StreamBytes + 1)
 ) (
   input  logic                     clk_i,
@@ -33,7 +35,9 @@ module dla_sim_top #(
     .AccWords     (AccWords),
     .StreamBytes  (StreamBytes),
     .IdleTimeout  (IdleTimeout),
-    .HasDefectPort(1'b0)
+    .HasDefectPort(1'b0),
+    .HasSeu       (HasSeu),
+    .FastPath     (FastPath)
   ) u_core (
     .clk_i      (clk_i),
     .rst_ni     (rst_ni),

@@ -10,7 +10,8 @@
 //! The virtual board: for every size in `FAULTLOOP_BOARD_SIZES` (default
 //! `4x4,8x8`; empty for none) `dla_uart_top` is verilated the same way as
 //! `Vdla_uart_r<R>c<C>` (defect port on, bit period from the `cpb_i` port,
-//! memories as the sim top's), driven bit by bit by `csrc/uart_shim.cpp`.
+//! memories as the sim top's, `FastPath` off like an FPGA build), driven bit
+//! by bit by `csrc/uart_shim.cpp`.
 
 use std::env;
 use std::fmt::Write as _;
@@ -65,17 +66,33 @@ fn main() {
     let mut list = String::from("#define DLA_FOR_EACH_SIZE(X)");
     let mut incdirs = Vec::new();
 
-    for (i, &(r, c)) in sizes.iter().enumerate() {
-        let prefix = format!("Vdla_r{r}c{c}");
-        let mdir = out.join(format!("obj_r{r}c{c}"));
+    // The sim sizes, then the iCE40 bitstream's core configuration
+    // (rtl/ice40/dla_ice40_top.sv: 2x2, no SEU hash, no FastPath, its
+    // memory sizes) so that the FPGA build's datapath runs against the model.
+    let mut variants: Vec<(String, usize, usize, Vec<String>)> =
+        sizes.iter().map(|&(r, c)| (format!("Vdla_r{r}c{c}"), r, c, Vec::new())).collect();
+    variants.push((
+        "Vdla_ice40".into(),
+        2,
+        2,
+        ["-GWmemBytes=131072", "-GBufBytes=1024", "-GAccWords=1024"]
+            .iter()
+            .chain(&["-GHasSeu=1'b0", "-GFastPath=1'b0"])
+            .map(|s| s.to_string())
+            .collect(),
+    ));
+    for (i, (prefix, r, c, extra)) in variants.iter().enumerate() {
+        let (prefix, r, c) = (prefix.as_str(), *r, *c);
+        let mdir = out.join(format!("obj_{prefix}"));
         let _ = fs::remove_dir_all(&mdir);
         let mut cmd = Command::new(&verilator);
         cmd.args(["--cc", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert"])
             .args(["-MAKEFLAGS", "OPT_FAST=-O3", "-MAKEFLAGS", "OPT_GLOBAL=-O3"])
-            .args(["--prefix", &prefix, "--top-module", "dla_sim_top"])
+            .args(["--prefix", prefix, "--top-module", "dla_sim_top"])
             .arg(format!("-GArrayRows={r}"))
             .arg(format!("-GArrayCols={c}"))
             .arg(format!("-GStreamBytes={STREAM_BYTES}"))
+            .args(extra)
             .arg("-Mdir")
             .arg(&mdir);
         for f in RTL_FILES {
@@ -103,13 +120,15 @@ fn main() {
             let p = e.unwrap().path();
             let n = p.file_name().unwrap().to_string_lossy().to_string();
             if n.ends_with(".o")
-                && (n.starts_with(&prefix) || (i == 0 && n.starts_with("verilated")))
+                && (n.starts_with(prefix) || (i == 0 && n.starts_with("verilated")))
             {
                 objects.push(p);
             }
         }
         writeln!(header, "#include \"{prefix}.h\"").unwrap();
-        write!(list, " X({r}, {c})").unwrap();
+        if prefix != "Vdla_ice40" {
+            write!(list, " X({r}, {c})").unwrap();
+        }
         incdirs.push(mdir);
     }
     header.push_str(&list);
@@ -135,6 +154,10 @@ fn main() {
             .arg(format!("-GArrayCols={c}"))
             .arg("-GClocksPerBit=0")
             .arg(format!("-GIdleTimeout={BOARD_IDLE_TIMEOUT}"))
+            // The board is UART-bound, so it runs the PE datapath an FPGA
+            // build synthesises (no simulation shortcut): the board tests
+            // then check that path against the model.
+            .arg("-GFastPath=1'b0")
             .arg("-Mdir")
             .arg(&mdir);
         for f in UART_RTL_FILES {

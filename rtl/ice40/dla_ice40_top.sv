@@ -4,14 +4,16 @@
 // that the board is out of reset and idle.
 //
 // No hidden defect port on the FPGA (HasDefectPort = 0): its defects are
-// the host's to inject. Memory sizes are parameters (scripts/fpga/ice40.sh
-// picks what fits).
+// the host's to inject. No SEU hash (HasSeu = 0, INFO feature bit 2 clear)
+// and no simulation shortcut (FastPath = 0): both cost LUTs the UP5K does
+// not have. Memory sizes are parameters (scripts/fpga/ice40.sh picks the
+// array size that fits).
 module dla_ice40_top #(
-  parameter int ArrayRows    = 4,
-  parameter int ArrayCols    = 4,
-  parameter int WmemBytes    = 4096,
-  parameter int BufBytes     = 64,
-  parameter int AccWords     = 16,
+  parameter int ArrayRows    = 2,         // 4x4 does not fit a UP5K (docs/boards.md)
+  parameter int ArrayCols    = 2,
+  parameter int WmemBytes    = 131072,    // the four SPRAMs
+  parameter int BufBytes     = 1024,      // EBR
+  parameter int AccWords     = 1024,      // EBR
   parameter int ClocksPerBit = 104,       // 12 MHz / 115200 baud
   parameter bit HasSeu       = 1'b0,      // the SEU hash does not fit a UP5K
   parameter int IdleTimeout  = 1 << 20    // 87 ms at 12 MHz

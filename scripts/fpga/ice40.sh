@@ -5,7 +5,7 @@
 # keeps the first that places, routes and meets 12 MHz; prints LUT (LC), DSP,
 # BRAM (EBR), SPRAM use and the Fmax nextpnr reports. Exits 1 if none fits.
 #
-#   scripts/fpga/ice40.sh                      # ARRAYS="8 4 2", 115200 baud
+#   scripts/fpga/ice40.sh                      # ARRAYS="4 2", 115200 baud
 #   ARRAYS=4 WMEM=131072 BUF=1024 ACC=1024 BAUD=115200 scripts/fpga/ice40.sh
 #
 # Outputs in ${OUT:-build/fpga}: dla_ice40_<R>x<R>.{json,asc,bin}, logs, and
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-ARRAYS=${ARRAYS:-"8 4 2"}
+ARRAYS=${ARRAYS:-"4 2"}
 WMEM=${WMEM:-131072}    # weight memory bytes: the four SPRAMs (128 KiB)
 BUF=${BUF:-1024}        # request payload buffer bytes (EBR, banked)
 ACC=${ACC:-1024}        # accumulator words (EBR, one bank per column)

@@ -158,6 +158,10 @@ size_t dla_sizes(uint32_t* rows, uint32_t* cols, size_t max) {
     return n;
 }
 
+// A fresh, reset model of the iCE40 bitstream's core configuration (2x2,
+// no SEU hash, no FastPath, 128 KiB wmem, 1 KiB buffer, 1024 acc words).
+void* dla_new_ice40() { return new Dla<Vdla_ice40>(); }
+
 // A fresh, reset model, or NULL if that size was not built.
 void* dla_new(uint32_t rows, uint32_t cols) {
     for (const SizeEntry& e : kSizes) {

@@ -16,6 +16,7 @@ mod ffi {
     extern "C" {
         pub fn dla_sizes(rows: *mut u32, cols: *mut u32, max: usize) -> usize;
         pub fn dla_new(rows: u32, cols: u32) -> *mut c_void;
+        pub fn dla_new_ice40() -> *mut c_void;
         pub fn dla_free(h: *mut c_void);
         pub fn dla_write(h: *mut c_void, bytes: *const u8, n: usize);
         pub fn dla_run(h: *mut c_void, want_out_bytes: usize, max_cycles: u64) -> u64;
@@ -81,6 +82,16 @@ impl SimLink {
             Some(h) => Ok(SimLink { h, name: format!("sim:{rows}x{cols}") }),
             None => Err(not_built()),
         }
+    }
+
+    /// Open a fresh, reset instance of the iCE40 bitstream's core
+    /// configuration ([`DeviceConfig::ice40`](crate::model::DeviceConfig::ice40):
+    /// 2x2, no SEU hash, no simulation shortcut, the board's memory sizes),
+    /// behind the same 8-byte stream port as the other sim models.
+    pub fn open_ice40() -> SimLink {
+        // SAFETY: plain FFI call; this model is always built.
+        let h = unsafe { ffi::dla_new_ice40() };
+        SimLink { h: NonNull::new(h).expect("dla_new_ice40"), name: "sim:ice40-2x2".into() }
     }
 
     /// Clock the model `cycles` cycles without new input (bytes already

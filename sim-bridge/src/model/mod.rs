@@ -44,6 +44,20 @@ impl DeviceConfig {
             features: 0b0_1111,
         }
     }
+
+    /// The core configuration of the iCE40 bitstream (`rtl/ice40/dla_ice40_top.sv`,
+    /// `scripts/fpga/ice40.sh`): 2x2, weights in the four SPRAMs, buffers in
+    /// EBR, no SEU feature.
+    pub fn ice40() -> Self {
+        DeviceConfig {
+            rows: 2,
+            cols: 2,
+            wmem_bytes: 1 << 17,
+            buf_bytes: 1 << 10,
+            acc_words: 1 << 10,
+            features: 0b0_1011,
+        }
+    }
 }
 
 /// The three device counters (protocol §4 "Counters"), as COUNTERS reports them.
