@@ -1,6 +1,9 @@
 //! Which link-fault rates does the host survive? Prints JSON.
 //!
-//! `cargo run --release -p sim-bridge --example link_fault_survey [REQUESTS]`
+//! `cargo run --release -p sim-bridge --example link_fault_survey [REQUESTS [PATH [KIND]]]`
+//!
+//! PATH (`serial`, `tcp`) and KIND (`corrupt`, `drop`, `delay`) restrict the
+//! survey to one path or one fault kind (a full survey takes about 25 min).
 //!
 //! For two paths — `serial:` over a pseudo-terminal to a virtual board, with
 //! a `FaultyLink` on the host side, and `tcp://` through a `FaultProxy` in
@@ -92,13 +95,22 @@ fn run(path: &str, kind: &str, p: f64, requests: usize, seed: u64) -> serde_json
 }
 
 fn main() {
-    let requests: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(300);
+    let args: Vec<String> = std::env::args().collect();
+    let requests: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(300);
+    let only_path = args.get(2).map(String::as_str);
+    let only_kind = args.get(3).map(String::as_str);
     let mut runs = Vec::new();
     let mut summary = Vec::new();
     let mut total_wrong = 0u64;
     let mut total_requests = 0u64;
     for path in ["serial", "tcp"] {
+        if only_path.is_some_and(|p| p != path) {
+            continue;
+        }
         for kind in ["corrupt", "drop", "delay"] {
+            if only_kind.is_some_and(|k| k != kind) {
+                continue;
+            }
             let mut best: Option<f64> = None;
             for (i, &p) in RATES.iter().enumerate() {
                 let r = run(path, kind, p, requests, 1000 + i as u64);
