@@ -650,11 +650,11 @@ module dla_core #(
   // ---------------------------------------------------------------------------
   // Writes go to the elements accp_q + c of the output row in this cycle;
   // reads are issued with the next cycle's element (arb_d: accp_d while
-  // streaming, the reply pointer while replying) and used a cycle later. A
-  // row's read never meets a same-cycle write of the same element: while
-  // streaming the read row is m+1 and the written lanes c < nrem <= N of
-  // row m end before it; the reply re-reads every cycle, so the read issued
-  // with the last write is replaced before the first payload beat.
+  // loading and streaming, the reply pointer while replying) and used a
+  // cycle later. A row's read never meets a same-cycle write of the same
+  // element: while streaming the read row is m+1 and the written lanes
+  // c < nrem <= N of row m end before it; the reply reads start after the
+  // last write, in its sync cycle, two beats before the first payload byte.
   //
   // Bank b holds element base + ((b - base) mod C) of the C elements from
   // base: the bank row of base, or the next row when b < base mod C. In a
@@ -1210,28 +1210,34 @@ module dla_core #(
     end
   end
 
-  // Block-RAM reads for the next cycle, addressed by the next state.
+  // Block-RAM reads for the next cycle. Selected by the current state (not
+  // st_d, which sits behind the request checks: that path would set Fmax)
+  // and addressed with the next pointer values. In StChk3 the first WRITE /
+  // PATCH read is issued speculatively; a refused request just ignores it.
   always_comb begin
     pb_re  = 1'b0;
     pbr_d  = aptr_d;
     acc_re = 1'b0;
     arb_d  = accp_d;
-    case (st_d)
+    case (st_q)
+      StChk3: begin
+        pb_re = (op == OpWrite) || (op == OpPatch);
+        pbr_d = (op == OpWrite) ? BAW'(4) : BAW'(0);
+      end
       StWrite, StPscan, StPapply: begin
         pb_re = 1'b1;
         pbr_d = BAW'(wsrc_d);
       end
-      StLoad, StStream: begin
-        pb_re = 1'b1;
+      StTurn, StLoad, StStream: begin
+        pb_re  = 1'b1;
+        acc_re = (st_q != StTurn);
+      end
+      StReply: begin
+        acc_re = pacc_q;
+        arb_d  = rptr_d[AAW+1:2];
       end
       default: ;
     endcase
-    if (st_d == StStream) begin
-      acc_re = 1'b1;
-    end else if (st_d == StReply) begin
-      acc_re = pacc_d;
-      arb_d  = rptr_d[AAW+1:2];
-    end
   end
 
   always_ff @(posedge clk_i) begin
