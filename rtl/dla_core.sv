@@ -255,25 +255,22 @@ module dla_core #(
   assign prrow1 = prrow0 + (BAW-PBW)'(1);
 
   for (genvar b = 0; b < PB; b++) begin : g_pbuf
-    logic [7:0]         mem_q [BufBytes / PB];
-    logic [PBW-1:0]     wl;                // write lane that maps to this bank
-    logic [BAW-PBW-1:0] wrow, rrow;
+    logic [PBW-1:0] wl;                    // write lane that maps to this bank
 
-    assign wl   = PBW'(b) - ptr_q[PBW-1:0];
-    assign wrow = (PBW'(b) < ptr_q[PBW-1:0]) ? pwrow1 : pwrow0;
-    assign rrow = (PBW'(b) < pbr_d[PBW-1:0]) ? prrow1 : prrow0;
+    assign wl = PBW'(b) - ptr_q[PBW-1:0];
 
-    always_ff @(posedge clk_i) begin
-      if (pb_wex[wl]) begin
-        mem_q[wrow] <= pb_wdx[8*wl +: 8];
-      end
-    end
-
-    always_ff @(posedge clk_i) begin
-      if (pb_re) begin
-        pb_bank_q[8*b +: 8] <= mem_q[rrow];
-      end
-    end
+    dla_ram_1r1w #(
+      .Width(8),
+      .Depth(BufBytes / PB)
+    ) u_bank (
+      .clk_i  (clk_i),
+      .we_i   (pb_wex[wl]),
+      .waddr_i((PBW'(b) < ptr_q[PBW-1:0]) ? pwrow1 : pwrow0),
+      .wdata_i(pb_wdx[8*wl +: 8]),
+      .re_i   (pb_re),
+      .raddr_i((PBW'(b) < pbr_d[PBW-1:0]) ? prrow1 : prrow0),
+      .rdata_o(pb_bank_q[8*b +: 8])
+    );
   end
 
   always_ff @(posedge clk_i) begin
@@ -676,30 +673,23 @@ module dla_core #(
   assign rrow1  = rrow0 + BKW'(1);
 
   for (genvar b = 0; b < C; b++) begin : g_acc_bank
-    logic [31:0]    mem_q [BankWords];
-    logic [CB-1:0]  wl, pc;                // logical column written here, its physical column
-    logic [BKW-1:0] awrow, arrow;
-    logic           we;
-    logic [31:0]    wd;
+    logic [CB-1:0] wl, pc;                 // logical column written here, its physical column
 
-    assign wl    = CB'(b) - accp_q[CB-1:0];
-    assign pc    = wl + f_rotc[CB-1:0];
-    assign awrow = (CB'(b) < accp_q[CB-1:0]) ? wrow1 : wrow0;
-    assign arrow = (CB'(b) < arb_d[CB-1:0]) ? rrow1 : rrow0;
-    assign we    = acc_wr && (17'(wl) < nrem_q);
-    assign wd    = psum_dsk[32*pc +: 32] + ((kt_q != 16'd0) ? bank_rdata_q[32*b +: 32] : 32'h0);
+    assign wl = CB'(b) - accp_q[CB-1:0];
+    assign pc = wl + f_rotc[CB-1:0];
 
-    always_ff @(posedge clk_i) begin
-      if (we) begin
-        mem_q[awrow] <= wd;
-      end
-    end
-
-    always_ff @(posedge clk_i) begin
-      if (acc_re) begin
-        bank_rdata_q[32*b +: 32] <= mem_q[arrow];
-      end
-    end
+    dla_ram_1r1w #(
+      .Width(32),
+      .Depth(BankWords)
+    ) u_bank (
+      .clk_i  (clk_i),
+      .we_i   (acc_wr && (17'(wl) < nrem_q)),
+      .waddr_i((CB'(b) < accp_q[CB-1:0]) ? wrow1 : wrow0),
+      .wdata_i(psum_dsk[32*pc +: 32] + ((kt_q != 16'd0) ? bank_rdata_q[32*b +: 32] : 32'h0)),
+      .re_i   (acc_re),
+      .raddr_i((CB'(b) < arb_d[CB-1:0]) ? rrow1 : rrow0),
+      .rdata_o(bank_rdata_q[32*b +: 32])
+    );
   end
 
   always_ff @(posedge clk_i) begin

@@ -22,13 +22,21 @@ use std::process::Command;
 /// Stream port width of the built models (bytes per beat, docs/protocol.md s5).
 const STREAM_BYTES: usize = 8;
 
-const RTL_FILES: &[&str] =
-    &["lint.vlt", "dla_crc16.sv", "dla_pe.sv", "dla_array.sv", "dla_core.sv", "dla_sim_top.sv"];
+const RTL_FILES: &[&str] = &[
+    "lint.vlt",
+    "dla_crc16.sv",
+    "dla_ram_1r1w.sv",
+    "dla_pe.sv",
+    "dla_array.sv",
+    "dla_core.sv",
+    "dla_sim_top.sv",
+];
 
 /// The board top (UART) and what it needs.
 const UART_RTL_FILES: &[&str] = &[
     "lint.vlt",
     "dla_crc16.sv",
+    "dla_ram_1r1w.sv",
     "dla_pe.sv",
     "dla_array.sv",
     "dla_core.sv",

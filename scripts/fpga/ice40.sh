@@ -28,7 +28,7 @@ for tool in yosys nextpnr-ice40 icepack; do
 done
 mkdir -p "$OUT"
 RTL=rtl
-SRCS="$RTL/dla_crc16.sv $RTL/dla_pe.sv $RTL/dla_array.sv $RTL/dla_core.sv $RTL/dla_uart_rx.sv $RTL/dla_uart_tx.sv $RTL/dla_uart_top.sv $RTL/ice40/dla_ice40_top.sv"
+SRCS="$RTL/dla_crc16.sv $RTL/dla_ram_1r1w.sv $RTL/dla_pe.sv $RTL/dla_array.sv $RTL/dla_core.sv $RTL/dla_uart_rx.sv $RTL/dla_uart_tx.sv $RTL/dla_uart_top.sv $RTL/ice40/dla_ice40_top.sv"
 
 util() { # nextpnr log -> "LC a/b, DSP .., EBR .., SPRAM .."
   grep -E "ICESTORM_(LC|DSP|RAM|SPRAM):" "$1" | head -4 | awk '{sub(/:$/,"",$2); printf "%s %s%s %s  ", $2, $3, $4, $5}'
