@@ -145,6 +145,21 @@ fn program(rng: &mut Rng, rows: usize, cols: usize) -> Program {
     p
 }
 
+/// Sends every frame of `prog` to the model and the sim, asserts the replies
+/// are byte-identical (naming `what` and the request), returns the frame count.
+fn replay(sim: &mut SimLink, model: &mut ModelLink, prog: &Program, what: &str) -> usize {
+    for (i, (label, frame)) in prog.frames.iter().enumerate() {
+        let want = roundtrip(model as &mut dyn Link, frame).unwrap();
+        let got = roundtrip(sim as &mut dyn Link, frame).unwrap();
+        assert!(
+            want == got,
+            "{what}, request {i}: {label}\n{}",
+            byte_diff("model (expected) vs sim (got)", &want, &got)
+        );
+    }
+    prog.frames.len()
+}
+
 #[test]
 fn sim_and_model_replies_are_byte_identical() {
     let sizes = sim_sizes();
@@ -160,16 +175,7 @@ fn sim_and_model_replies_are_byte_identical() {
         let (rows, cols) = sizes[which];
         let prog = program(&mut rng, rows, cols);
         let (sim, model) = &mut links[which];
-        for (i, (label, frame)) in prog.frames.iter().enumerate() {
-            let want = roundtrip(model as &mut dyn Link, frame).unwrap();
-            let got = roundtrip(sim as &mut dyn Link, frame).unwrap();
-            assert!(
-                want == got,
-                "case {case} ({rows}x{cols}), request {i}: {label}\n{}",
-                byte_diff("model (expected) vs sim (got)", &want, &got)
-            );
-            frames += 1;
-        }
+        frames += replay(sim, model, &prog, &format!("case {case} ({rows}x{cols})"));
     }
     eprintln!("{CASES} cases, {frames} frames, all replies byte-identical");
 }
@@ -185,16 +191,7 @@ fn ice40_configuration_matches_the_model() {
     let mut frames = 0;
     for case in 0..ICE40_CASES {
         let prog = program(&mut rng, 2, 2);
-        for (i, (label, frame)) in prog.frames.iter().enumerate() {
-            let want = roundtrip(&mut model as &mut dyn Link, frame).unwrap();
-            let got = roundtrip(&mut sim as &mut dyn Link, frame).unwrap();
-            assert!(
-                want == got,
-                "case {case} (ice40 2x2), request {i}: {label}\n{}",
-                byte_diff("model (expected) vs sim (got)", &want, &got)
-            );
-            frames += 1;
-        }
+        frames += replay(&mut sim, &mut model, &prog, &format!("case {case} (ice40 2x2)"));
     }
     eprintln!("{ICE40_CASES} cases, {frames} frames, all replies byte-identical");
 }
