@@ -17,8 +17,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use sim_bridge::board::{self, PtyBoard, PtyOptions, UartSim, DEFAULT_CLOCKS_PER_BIT};
-use sim_bridge::faultmap::FaultMap;
+use faultloop_device::serve::pty::{PtyOptions, PtyServer};
+use faultloop_proto::faultmap::FaultMap;
+use faultloop_verilated::uart::{self as board, UartSim, DEFAULT_CLOCKS_PER_BIT};
 
 #[derive(Args)]
 pub struct BoardArgs {
@@ -52,7 +53,7 @@ pub fn board(a: BoardArgs) -> Result<()> {
     }
     let hidden = sim.hidden().len();
     let cpb = sim.clocks_per_bit();
-    let pty = PtyBoard::spawn(sim, PtyOptions::default())?;
+    let pty = PtyServer::spawn(sim, PtyOptions::default())?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", pty.path())?;

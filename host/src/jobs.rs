@@ -3,13 +3,13 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use faultloop_device::client::Device;
+use faultloop_device::open::DeviceSpec;
+use faultloop_proto::faultmap::{FaultMap, RandomOptions};
+use faultloop_proto::rng::Rng;
+use faultloop_proto::{Counters, Info};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sim_bridge::client::Device;
-use sim_bridge::faultmap::{FaultMap, RandomOptions};
-use sim_bridge::link::DeviceSpec;
-use sim_bridge::proto::{Counters, Info};
-use sim_bridge::rng::Rng;
 
 /// INFO of a device.
 pub fn info(spec: &DeviceSpec) -> Result<(String, Info)> {
@@ -107,7 +107,7 @@ pub fn run_matmul(
     dev.reset()?;
     dev.load_matrix(0, job.k, job.n, &w)?;
     match faults {
-        Some(map) => map.apply(dev)?,
+        Some(map) => dev.apply_fault_map(map)?,
         None => dev.clear_faults()?,
     }
     let before: Counters = dev.counters()?;

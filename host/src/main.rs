@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sim_bridge::faultmap::{FaultMap, Polarity, RandomOptions};
-use sim_bridge::link::DeviceSpec;
-use sim_bridge::proto::Site;
+use faultloop_device::open::DeviceSpec;
+use faultloop_proto::faultmap::{FaultMap, Polarity, RandomOptions};
+use faultloop_proto::Site;
 
 mod board_cmd;
 mod jobs;

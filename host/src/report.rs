@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
+use faultloop_proto::faultmap::FaultMap;
+use faultloop_proto::Info;
 use serde_json::json;
-use sim_bridge::faultmap::FaultMap;
-use sim_bridge::proto::Info;
 
 use crate::jobs::{BenchOutcome, MatmulOutcome};
 
@@ -49,9 +49,9 @@ pub fn fault_map(path: &Path, map: &FaultMap, json: bool) {
     let (mut psum, mut act, mut weight) = (0, 0, 0);
     for f in &map.faults {
         match f.site {
-            sim_bridge::proto::Site::Psum => psum += 1,
-            sim_bridge::proto::Site::Act => act += 1,
-            sim_bridge::proto::Site::Weight => weight += 1,
+            faultloop_proto::Site::Psum => psum += 1,
+            faultloop_proto::Site::Act => act += 1,
+            faultloop_proto::Site::Weight => weight += 1,
         }
     }
     if json {

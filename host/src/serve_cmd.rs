@@ -13,9 +13,9 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use sim_bridge::bridge::{ServeOptions, Server};
-use sim_bridge::link::{self, DeviceSpec};
-use sim_bridge::tcp::{Token, TOKEN_ENV};
+use faultloop_device::handshake::{Token, TOKEN_ENV};
+use faultloop_device::open::{self as link, DeviceSpec};
+use faultloop_device::serve::tcp::{ServeOptions, Server};
 
 /// Serve `device` on `listen` until the process is stopped or the device fails.
 pub fn serve(device: &str, listen: &str, token_file: &Path, allow_remote: bool) -> Result<()> {

@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use faultloop_device::open::DeviceSpec;
+use faultloop_proto::faultmap::{FaultMap, RandomOptions};
 use serde::Serialize;
 use serde_json::json;
-use sim_bridge::faultmap::{FaultMap, RandomOptions};
-use sim_bridge::link::DeviceSpec;
 use tch::nn;
 use trainer::data::{Dataset, Split, DEFAULT_DIR};
 use trainer::device::{Compress, DeviceMatmul, LayerMode};

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use sim_bridge::link::Link;
-use sim_bridge::proto::{decode, Decoded, REPLY_SYNC};
-use sim_bridge::rng::Rng;
+use faultloop_proto::rng::Rng;
+use faultloop_proto::Link;
+use faultloop_proto::{decode, Decoded, REPLY_SYNC};
 
 /// How long any test waits for one reply before calling the device hung.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -101,7 +101,7 @@ pub fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
 
 /// Array sizes of the in-process Verilated models built into this binary.
 pub fn sim_sizes() -> Vec<(usize, usize)> {
-    sim_bridge::verilator::built_sizes()
+    faultloop_verilated::sim_sizes()
 }
 
 /// Random stuck-at masks for a site `width` bits wide: 1..=`max_bits` random

@@ -18,14 +18,16 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use faultloop_device::client::Device;
+use faultloop_device::open as link;
+use faultloop_device::serve::pty::{PtyOptions, PtyServer};
+use faultloop_model::ModelLink;
+use faultloop_proto::faultmap::{Fault, FaultMap, Polarity, RandomOptions};
+use faultloop_proto::rng::Rng;
+use faultloop_proto::Link;
+use faultloop_proto::{Request, Site};
 use faultloop_tests::{byte_diff, random_bytes, random_masks, roundtrip, write_synthetic_split};
-use sim_bridge::board::{self, PtyBoard, PtyOptions, UartSim};
-use sim_bridge::client::Device;
-use sim_bridge::faultmap::{Fault, FaultMap, Polarity, RandomOptions};
-use sim_bridge::link::{self, Link};
-use sim_bridge::model_link::ModelLink;
-use sim_bridge::proto::{Request, Site};
-use sim_bridge::rng::Rng;
+use faultloop_verilated::uart::{self as board, UartSim};
 
 /// Bit period of the boards under test (fast; the UART works at any >= 4).
 const CPB: u32 = 8;
@@ -36,12 +38,12 @@ fn board_sizes() -> Vec<(usize, usize)> {
     s
 }
 
-fn spawn(rows: usize, cols: usize, hidden: Option<&FaultMap>) -> PtyBoard {
+fn spawn(rows: usize, cols: usize, hidden: Option<&FaultMap>) -> PtyServer<UartSim> {
     let mut sim = UartSim::open(rows, cols, CPB).unwrap();
     if let Some(map) = hidden {
         sim.apply_hidden(map).unwrap();
     }
-    PtyBoard::spawn(sim, PtyOptions::default()).unwrap()
+    PtyServer::spawn(sim, PtyOptions::default()).unwrap()
 }
 
 /// One random request program (RESET first), as requests.
@@ -110,12 +112,12 @@ fn program(rng: &mut Rng, rows: usize, cols: usize) -> Vec<Request> {
 /// INFO replies differ in feature bit 4 (the board has a defect port):
 /// clear it (and re-encode the CRC) before comparing.
 fn without_defect_feature(reply: &[u8]) -> Vec<u8> {
-    let f = sim_bridge::proto::decode(reply, sim_bridge::proto::REPLY_SYNC, usize::MAX / 2);
+    let f = faultloop_proto::decode(reply, faultloop_proto::REPLY_SYNC, usize::MAX / 2);
     match f {
-        sim_bridge::proto::Decoded::Frame { frame, .. } if frame.payload.len() == 20 => {
+        faultloop_proto::Decoded::Frame { frame, .. } if frame.payload.len() == 20 => {
             let mut p = frame.payload.clone();
             p[16] &= !0x10;
-            sim_bridge::proto::encode_reply(frame.code, frame.seq, &p)
+            faultloop_proto::encode_reply(frame.code, frame.seq, &p)
         }
         _ => reply.to_vec(),
     }
@@ -177,7 +179,7 @@ fn hidden_defects_persist_are_invisible_and_combine_with_injected_faults() {
     let mut dev = Device::open(&pty.device_string()).unwrap();
     let mut clean = Device::new(Box::new(ModelLink::sim(rows, cols)));
     let mut faulty = Device::new(Box::new(ModelLink::sim(rows, cols)));
-    hidden.apply(&mut faulty).unwrap();
+    faulty.apply_fault_map(&hidden).unwrap();
 
     // Nothing on the wire reports them: INFO equals the model's but for bit 4.
     let (i_dev, i_model) = (dev.info().unwrap(), clean.info().unwrap());
@@ -203,7 +205,7 @@ fn hidden_defects_persist_are_invisible_and_combine_with_injected_faults() {
     assert_eq!(dev.matmul(0, m, k, n, (0, 0), &a).unwrap(), y_faulty);
     dev.reset().unwrap();
     faulty.reset().unwrap();
-    hidden.apply(&mut faulty).unwrap();
+    faulty.apply_fault_map(&hidden).unwrap();
     assert_eq!(dev.matmul(0, m, k, n, (0, 0), &a).unwrap(), y_faulty);
 
     // Injected faults combine with them (on a PE site with a hidden defect too).
@@ -232,6 +234,59 @@ fn hidden_defects_persist_are_invisible_and_combine_with_injected_faults() {
     dev.clear_faults().unwrap();
     assert_eq!(dev.matmul(0, m, k, n, (0, 0), &a).unwrap(), y_faulty);
     assert!(dev.stats().retries == 0, "{:?}", dev.stats());
+}
+
+// ---------------------------------------------------------------------------
+// The UART board in process (no pseudo-terminal)
+
+#[test]
+fn info_over_the_uart_reports_the_defect_port() {
+    let (r, c) = board_sizes()[0];
+    let mut dev = Device::new(Box::new(UartSim::open(r, c, 8).unwrap()));
+    let info = dev.info().unwrap();
+    assert_eq!((info.rows, info.cols), (r, c));
+    assert_eq!(info.features & 0x10, 0x10);
+}
+
+#[test]
+fn bad_clocks_per_bit_and_sizes_are_refused() {
+    assert!(matches!(
+        UartSim::open(4, 4, 3),
+        Err(faultloop_verilated::BoardError::ClocksPerBit(3))
+    ));
+    assert!(matches!(
+        UartSim::open(3, 5, 16),
+        Err(faultloop_verilated::BoardError::NotBuilt { .. })
+    ));
+}
+
+#[test]
+fn hidden_defects_survive_clear_faults_and_match_the_model_with_them_injected() {
+    let (r, c) = board_sizes()[0];
+    let mut board = UartSim::open(r, c, 8).unwrap();
+    let f = Fault { row: 0, col: 0, site: Site::Weight, stuck_at_0: 0, stuck_at_1: 0x40 };
+    board.add_defect(&f).unwrap();
+    assert!(board.add_defect(&Fault { row: r, ..f }).is_err());
+    assert!(board.add_defect(&Fault { stuck_at_0: 0x40, ..f }).is_err());
+    assert!(board.add_defect(&Fault { stuck_at_1: 0x100, ..f }).is_err());
+    assert_eq!(board.hidden(), &[f]);
+
+    let mut dev = Device::new(Box::new(board));
+    let mut model = Device::new(Box::new(ModelLink::sim(r, c)));
+    let mut clean = Device::new(Box::new(ModelLink::sim(r, c)));
+    model.set_fault(0, 0, Site::Weight, 0, 0x40).unwrap();
+    let (m, k, n) = (3, r + 1, c + 1);
+    let mut rng = Rng::new(5);
+    let w = rng.vec_i8(k * n);
+    let a = rng.vec_i8(m * k);
+    for d in [&mut dev, &mut model, &mut clean] {
+        d.load_matrix(0, k, n, &w).unwrap();
+    }
+    dev.clear_faults().unwrap();
+    dev.reset().unwrap();
+    let y = dev.matmul(0, m, k, n, (0, 0), &a).unwrap();
+    assert_eq!(y, model.matmul(0, m, k, n, (0, 0), &a).unwrap());
+    assert_ne!(y, clean.matmul(0, m, k, n, (0, 0), &a).unwrap());
 }
 
 // ---------------------------------------------------------------------------

@@ -7,13 +7,13 @@
 //! several rates, weight patches between matmuls, some refused requests, and
 //! the counters at the end.
 
+use faultloop_model::ModelLink;
+use faultloop_proto::rng::Rng;
+use faultloop_proto::Info;
+use faultloop_proto::Link;
+use faultloop_proto::{Request, Site};
 use faultloop_tests::{byte_diff, random_bytes, random_masks, roundtrip, sim_sizes};
-use sim_bridge::link::Link;
-use sim_bridge::model::DeviceConfig;
-use sim_bridge::model_link::ModelLink;
-use sim_bridge::proto::{Request, Site};
-use sim_bridge::rng::Rng;
-use sim_bridge::verilator::SimLink;
+use faultloop_verilated::SimLink;
 
 const CASES: usize = 312;
 const ICE40_CASES: usize = 120;
@@ -186,7 +186,7 @@ fn sim_and_model_replies_are_byte_identical() {
 #[test]
 fn ice40_configuration_matches_the_model() {
     let mut sim = SimLink::open_ice40();
-    let mut model = ModelLink::new(DeviceConfig::ice40());
+    let mut model = ModelLink::new(Info::ice40());
     let mut rng = Rng::new(0x1CE4);
     let mut frames = 0;
     for case in 0..ICE40_CASES {

@@ -10,14 +10,12 @@
 
 use std::time::Duration;
 
+use faultloop_model::ModelLink;
+use faultloop_proto::rng::Rng;
+use faultloop_proto::Link;
+use faultloop_proto::{decode, encode_request, Decoded, Frame, Request, Site, Status, REPLY_SYNC};
 use faultloop_tests::{byte_diff, drain, random_bytes, roundtrip, sim_sizes};
-use sim_bridge::link::Link;
-use sim_bridge::model_link::ModelLink;
-use sim_bridge::proto::{
-    decode, encode_request, Decoded, Frame, Request, Site, Status, REPLY_SYNC,
-};
-use sim_bridge::rng::Rng;
-use sim_bridge::verilator::SimLink;
+use faultloop_verilated::SimLink;
 
 /// More than the sim top's IdleTimeout (4096 cycles).
 const PAST_IDLE_TIMEOUT: u64 = 10_000;

@@ -1,5 +1,5 @@
 //! The DLA-backed executor: every layer's int8 matmul runs on a
-//! `sim_bridge::client::Device` (any DEV: `sim`, `model`, `serial:...`,
+//! `faultloop_device::client::Device` (any DEV: `sim`, `model`, `serial:...`,
 //! `tcp://...`).
 //!
 //! * Weight memory: each layer gets a `cols`-aligned K×N region from a
@@ -24,11 +24,11 @@
 //!   weight-update bytes: what a dense rewrite would have cost vs what was sent.
 use std::time::Instant;
 
+use faultloop_device::client::Device;
+use faultloop_proto::faultmap::FaultMap;
+use faultloop_proto::layout::{MatrixLayout, WeightAllocator};
+use faultloop_proto::{Info, FRAME_OVERHEAD, PATCH_ENTRY_LEN};
 use serde::{Deserialize, Serialize};
-use sim_bridge::client::Device;
-use sim_bridge::faultmap::FaultMap;
-use sim_bridge::layout::{MatrixLayout, WeightAllocator};
-use sim_bridge::proto::{Info, FRAME_OVERHEAD, PATCH_ENTRY_LEN};
 
 use crate::error::ExecError;
 use crate::exec::{matmul_i8_ref, Int8Matmul};
@@ -169,7 +169,7 @@ impl DeviceMatmul {
         let mut dev = Device::open(spec)?;
         dev.reset()?;
         match faults {
-            Some(m) => m.apply(&mut dev)?,
+            Some(m) => dev.apply_fault_map(m)?,
             None => {
                 dev.clear_faults()?;
                 dev.set_seu(0, 0)?;
@@ -193,7 +193,7 @@ impl DeviceMatmul {
     /// Apply a fault map (CLEAR_FAULTS first) or clear every fault.
     pub fn set_faults(&mut self, faults: Option<&FaultMap>) -> Result<(), ExecError> {
         match faults {
-            Some(m) => m.apply(&mut self.dev)?,
+            Some(m) => self.dev.apply_fault_map(m)?,
             None => {
                 self.dev.clear_faults()?;
                 self.dev.set_seu(0, 0)?;

@@ -1,6 +1,6 @@
 //! The matmul executor: where a quantized layer's `int8 A (M×K) @ int8 W (K×N)
 //! -> int32 (M×N)` runs. The host reference runs it in Rust; a DLA-backed
-//! executor (over `sim_bridge::client::Device`) implements the same trait.
+//! executor (over `faultloop_device::client::Device`) implements the same trait.
 //!
 //! Contract: the model calls [`Int8Matmul::set_weights`] for a layer before
 //! that layer's first [`Int8Matmul::matmul`] and again whenever its int8

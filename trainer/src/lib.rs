@@ -8,7 +8,7 @@
 //! * [`train`]: quantization-aware pretraining and int8 evaluation.
 //! * [`checkpoint`]: float master weights + scales + layer map on disk.
 //! * [`device`]: [`DeviceMatmul`], the executor whose matmuls run on a DLA
-//!   (`sim_bridge::client::Device`), with sparse weight increments and
+//!   (`faultloop_device::client::Device`), with sparse weight increments and
 //!   per-layer TMR/host modes.
 //! * [`tmr`]: partial TMR — majority vote, rotations, per-layer
 //!   vulnerability analysis and layer selection under a MAC budget.

@@ -7,7 +7,7 @@
 //! * Weight scales are frozen and activation observers off, so an update
 //!   changes only int8 weight values and biases (biases live on the host).
 //! * Each epoch trains on `train_samples` examples drawn without replacement
-//!   from the whole training set by `sim_bridge::rng::Rng` seeded with
+//!   from the whole training set by `faultloop_proto::rng::Rng` seeded with
 //!   (`seed`, epoch), in that random order — a pure function of the seed, so
 //!   a resumed run sees exactly the batches an uninterrupted one would.
 //! * The optimizer is Adam implemented here ([`Adam`]) so that its state
@@ -27,8 +27,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use faultloop_proto::rng::Rng;
 use serde::{Deserialize, Serialize};
-use sim_bridge::rng::Rng;
 use tch::{nn, Kind, Tensor};
 
 use crate::checkpoint;

@@ -32,7 +32,7 @@ use crate::error::Result;
 use crate::exec::matmul_i8_ref;
 use crate::model::Model;
 use crate::retrain::evaluate_installed;
-use sim_bridge::rng::Rng;
+use faultloop_proto::rng::Rng;
 
 /// Calibrated TMR rotations of one layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use sim_bridge::faultmap::{Fault, FaultMap};
-use sim_bridge::proto::Site;
-use sim_bridge::rng::Rng;
+use faultloop_proto::faultmap::{Fault, FaultMap};
+use faultloop_proto::rng::Rng;
+use faultloop_proto::Site;
 use tch::{nn, Kind, Tensor};
 use trainer::data::{encode_idx, Dataset, Split};
 use trainer::device::{Compress, DeviceMatmul, LayerMode};

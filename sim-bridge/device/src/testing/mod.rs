@@ -1,0 +1,6 @@
+//! Test harnesses shared by tests, examples and the hardware test (feature
+//! `testkit`).
+
+pub mod soak;
+
+pub use soak::{soak, SoakOptions, SoakReport};

@@ -1,0 +1,112 @@
+//! In-process Verilated `dla_sim_top` as a [`Link`].
+//!
+//! `build.rs` verilates the RTL (`rtl/`) once per size in
+//! `FAULTLOOP_SIM_SIZES` (default `4x4,8x8,16x16`) and links the models with
+//! the C shim `csrc/shim.cpp`. The clock loop runs on the C++ side: `send`
+//! queues bytes, `recv` lets the model run in chunks of cycles until reply
+//! bytes come out, so no byte crosses the FFI on its own.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use faultloop_proto::Link;
+
+use crate::ffi::{self, Model};
+
+/// Cycles per FFI call while waiting for a reply (well above the RTL's
+/// IdleTimeout of 4096 cycles, so a partial frame is dropped within one chunk).
+const CHUNK_CYCLES: u64 = 1 << 18;
+
+/// Errors opening the Verilated model.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// No model of that array size was compiled into this build.
+    #[error("no Verilated model of size {rows}x{cols} in this build (built: {built})")]
+    NotBuilt { rows: usize, cols: usize, built: String },
+}
+
+/// The array sizes (rows, cols) compiled into this build
+/// (`FAULTLOOP_SIM_SIZES` at build time).
+pub fn built_sizes() -> Vec<(usize, usize)> {
+    ffi::SIM.built_sizes()
+}
+
+/// The Verilated DLA.
+pub struct SimLink {
+    model: Model,
+    name: String,
+}
+
+impl SimLink {
+    /// Open a fresh, reset instance of the `rows`x`cols` model.
+    pub fn open(rows: usize, cols: usize) -> Result<SimLink, SimError> {
+        let not_built =
+            || SimError::NotBuilt { rows, cols, built: ffi::sizes_text(&built_sizes()) };
+        let (r, c) = match (u32::try_from(rows), u32::try_from(cols)) {
+            (Ok(r), Ok(c)) => (r, c),
+            _ => return Err(not_built()),
+        };
+        match Model::sim(r, c) {
+            Some(model) => Ok(SimLink { model, name: format!("sim:{rows}x{cols}") }),
+            None => Err(not_built()),
+        }
+    }
+
+    /// Open a fresh, reset instance of the iCE40 bitstream's core
+    /// configuration (`Info::ice40()` of faultloop-proto:
+    /// 2x2, no SEU hash, no simulation shortcut, the board's memory sizes),
+    /// behind the same 8-byte stream port as the other sim models.
+    pub fn open_ice40() -> SimLink {
+        SimLink { model: Model::sim_ice40(), name: "sim:ice40-2x2".into() }
+    }
+
+    /// Clock the model `cycles` cycles without new input (bytes already
+    /// sent are still delivered); e.g. to let the idle timeout drop a
+    /// partial frame. Reply bytes produced meanwhile are kept for `recv`.
+    pub fn idle(&mut self, cycles: u64) {
+        self.model.idle(cycles)
+    }
+
+    /// Clock cycles simulated since the model was opened.
+    pub fn total_cycles(&self) -> u64 {
+        self.model.total_cycles()
+    }
+}
+
+impl Link for SimLink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn sim_cycles(&self) -> Option<u64> {
+        Some(self.total_cycles())
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.model.write(bytes);
+        Ok(())
+    }
+
+    /// Runs the model until reply bytes are available (up to `buf.len()`, or
+    /// fewer once the device has finished replying), or `timeout` of wall
+    /// time passes. Returns `Ok(0)` early when the device is idle waiting
+    /// for input with nothing left to send: then nothing can arrive.
+    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let start = Instant::now();
+        loop {
+            if self.model.pending() == 0 {
+                self.model.run(buf.len(), CHUNK_CYCLES);
+            }
+            if self.model.pending() > 0 {
+                return Ok(self.model.read(buf));
+            }
+            // A whole chunk (> IdleTimeout) ran without output.
+            if self.model.quiescent() || start.elapsed() >= timeout {
+                return Ok(0);
+            }
+        }
+    }
+}
