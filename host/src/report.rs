@@ -32,15 +32,7 @@ pub fn info((device, info): &(String, Info), json: bool) {
         println!("weight memory     {} bytes", info.wmem_bytes);
         println!("payload buffer    {} bytes", info.buf_bytes);
         println!("accumulators      {} words", info.acc_words);
-        let names = [
-            (0, "stuck-at faults"),
-            (1, "bypass"),
-            (2, "transient flips"),
-            (3, "rotation"),
-            (4, "hidden defects"),
-        ];
-        let on: Vec<&str> =
-            names.iter().filter(|(b, _)| info.features & (1 << b) != 0).map(|(_, n)| *n).collect();
+        let on = info.feature_names();
         println!("features          {} (0b{:05b})", on.join(", "), info.features);
     }
 }

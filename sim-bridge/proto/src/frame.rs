@@ -56,6 +56,15 @@ pub const FEATURE_ROTATION: u32 = 1 << 3;
 /// INFO feature bit: hidden defect port (board tops).
 pub const FEATURE_DEFECT_PORT: u32 = 1 << 4;
 
+/// Every feature bit with its name, in bit order.
+pub const FEATURES: [(u32, &str); 5] = [
+    (FEATURE_STUCK_AT, "stuck-at faults"),
+    (FEATURE_BYPASS, "bypass"),
+    (FEATURE_SEU, "transient flips"),
+    (FEATURE_ROTATION, "rotation"),
+    (FEATURE_DEFECT_PORT, "hidden defects"),
+];
+
 // ---------------------------------------------------------------------------
 // CRC
 
@@ -705,6 +714,11 @@ impl Info {
         p.extend_from_slice(&(self.acc_words as u32).to_le_bytes());
         p.extend_from_slice(&self.features.to_le_bytes());
         p
+    }
+
+    /// The names of the features this device reports ([`FEATURES`]).
+    pub fn feature_names(&self) -> Vec<&'static str> {
+        FEATURES.iter().filter(|(bit, _)| self.features & bit != 0).map(|(_, n)| *n).collect()
     }
 
     /// Whether all of the `FEATURE_*` bits in `bits` are set.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "verilated.h"
+#include "clocked.h"
 #include "dla_sizes.h"
 
 namespace {
@@ -59,32 +60,20 @@ struct DlaBase {
 
 template <class T>
 struct Dla final : DlaBase {
-    VerilatedContext ctx;
-    T* top;
+    Clocked<T> clk;
+    T* const top;
 
-    Dla() {
-        ctx.randReset(0);
-        top = new T(&ctx, "dla");
-        top->clk_i = 0;
-        top->rst_ni = 0;
-        top->in_valid_i = 0;
-        top->in_count_i = 0;
-        top->out_ready_i = 1;
-        for (int i = 0; i < 4; ++i) tick();
-        top->rst_ni = 1;
-        top->eval();
-        total = 0;
-    }
-    ~Dla() override {
-        top->final();
-        delete top;
-    }
+    Dla()
+        : clk("dla",
+              [](T& t) {
+                  t.in_valid_i = 0;
+                  t.in_count_i = 0;
+                  t.out_ready_i = 1;
+              }),
+          top(clk.top) {}
 
     inline void tick() {
-        top->clk_i = 0;
-        top->eval();
-        top->clk_i = 1;
-        top->eval();
+        clk.tick();
         ++total;
     }
 

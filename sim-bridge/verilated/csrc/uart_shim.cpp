@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "verilated.h"
+#include "clocked.h"
 #include "dla_boards.h"
 
 namespace {
@@ -115,37 +116,26 @@ struct UartBase {
 
 template <class T>
 struct UartDla final : UartBase {
-    VerilatedContext ctx;
-    T* top;
+    Clocked<T> clk;
+    T* const top;
 
-    explicit UartDla(uint32_t c) : UartBase(c) {
-        ctx.randReset(0);
-        top = new T(&ctx, "board");
-        top->clk_i = 0;
-        top->rst_ni = 0;
-        top->uart_rx_i = 1;
-        top->cpb_i = cpb;
-        top->dft_we_i = 0;
-        top->dft_row_i = 0;
-        top->dft_col_i = 0;
-        top->dft_site_i = 0;
-        top->dft_sa0_i = 0;
-        top->dft_sa1_i = 0;
-        for (int i = 0; i < 4; ++i) tick();
-        top->rst_ni = 1;
-        top->eval();
-        total = 0;
-    }
-    ~UartDla() override {
-        top->final();
-        delete top;
-    }
+    explicit UartDla(uint32_t c)
+        : UartBase(c),
+          clk("board",
+              [c](T& t) {
+                  t.uart_rx_i = 1;
+                  t.cpb_i = c;
+                  t.dft_we_i = 0;
+                  t.dft_row_i = 0;
+                  t.dft_col_i = 0;
+                  t.dft_site_i = 0;
+                  t.dft_sa0_i = 0;
+                  t.dft_sa1_i = 0;
+              }),
+          top(clk.top) {}
 
     inline void tick() {
-        top->clk_i = 0;
-        top->eval();
-        top->clk_i = 1;
-        top->eval();
+        clk.tick();
         ++total;
     }
 
