@@ -155,3 +155,17 @@ pub fn write_synthetic_split(dir: &std::path::Path, stem: &str, n: usize, seed: 
     write(format!("{stem}-images-idx3-ubyte"), idx_bytes(&[n, 28, 28], &px));
     write(format!("{stem}-labels-idx1-ubyte"), idx_bytes(&[n], &labels));
 }
+
+/// Run `bin` (the `faultloop` binary) with `args`, require success and
+/// return its standard output parsed as JSON; failures show stderr.
+pub fn run_json(bin: &str, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(bin).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "faultloop {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("faultloop {args:?}: not JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout))
+    })
+}

@@ -61,7 +61,7 @@ fn main() {
     ok(&mut model, Opcode::WriteWeights as u8, &p);
 
     // Exactly 5 % of the PEs (rounded) faulty, each with one stuck bit at a
-    // random site, bit and polarity (the DESIGN §5 meaning of "fault rate").
+    // random site, bit and polarity (the meaning of "fault rate" in docs/protocol.md §7).
     let mut pes: Vec<usize> = (0..rows * cols).collect();
     let faulty = (rows * cols * 5 + 50) / 100;
     for i in 0..faulty {
