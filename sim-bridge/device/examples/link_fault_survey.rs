@@ -31,12 +31,7 @@ use serde_json::json;
 const RATES: [f64; 8] = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2];
 
 fn client_opts() -> ClientOptions {
-    ClientOptions {
-        retries: 6,
-        timeout_base: Duration::from_millis(300),
-        timeout_per_byte: Duration::from_micros(2),
-        ..ClientOptions::default()
-    }
+    faultloop_device::testing::soak::noisy_link_client()
 }
 
 fn rates(kind: &str, p: f64) -> LinkFaultRates {

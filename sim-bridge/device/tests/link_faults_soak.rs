@@ -15,12 +15,7 @@ use faultloop_device::testing::{soak, SoakOptions};
 use faultloop_model::ModelLink;
 
 fn client_opts() -> ClientOptions {
-    ClientOptions {
-        retries: 6,
-        timeout_base: Duration::from_millis(300),
-        timeout_per_byte: Duration::from_micros(2),
-        ..ClientOptions::default()
-    }
+    faultloop_device::testing::soak::noisy_link_client()
 }
 
 fn reference() -> Device {

@@ -6,11 +6,23 @@
 //! hardware test; it panics when the *reference* fails.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use faultloop_proto::{Rng, Site};
 
-use crate::client::{Device, DeviceError};
+use crate::client::{ClientOptions, Device, DeviceError};
+
+/// Client options for a link that corrupts, drops and delays bytes: more
+/// retries and short timeouts, so a lost frame costs little (what the soak
+/// tests and the link-fault survey run with).
+pub fn noisy_link_client() -> ClientOptions {
+    ClientOptions {
+        retries: 6,
+        timeout_base: Duration::from_millis(300),
+        timeout_per_byte: Duration::from_micros(2),
+        ..ClientOptions::default()
+    }
+}
 
 /// Settings of [`soak`].
 #[derive(Clone, Debug, PartialEq, Eq)]
