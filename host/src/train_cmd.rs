@@ -489,7 +489,7 @@ pub struct RetrainArgs {
 }
 
 fn parse_compress(s: &str) -> Result<Compress, String> {
-    s.parse()
+    s.parse().map_err(|e: trainer::device::ParseCompressError| e.to_string())
 }
 
 #[derive(Serialize)]

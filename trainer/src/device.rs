@@ -22,6 +22,8 @@
 //! * Accounting: bytes to and from the device (the client's counters), MACs
 //!   run on the device (TMR counts all three runs) and per layer, and the
 //!   weight-update bytes: what a dense rewrite would have cost vs what was sent.
+//! * Errors: [`ExecutorError`] from the inherent methods; the
+//!   [`Int8Matmul`] impl boxes it.
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -30,8 +32,8 @@ use sim_bridge::faultmap::FaultMap;
 use sim_bridge::layout::{MatrixLayout, WeightAllocator};
 use sim_bridge::proto::{Info, FRAME_OVERHEAD, PATCH_ENTRY_LEN};
 
-use crate::error::ExecError;
-use crate::exec::{matmul_i8_ref, Int8Matmul};
+use crate::error::{ExecError, ExecutorError, ShapeError};
+use crate::exec::{check_matmul, check_weights, matmul_i8_ref, Int8Matmul};
 use crate::tmr;
 
 /// How weight updates travel to the device.
@@ -45,13 +47,18 @@ pub enum Compress {
     Sparse,
 }
 
+/// A compression name other than `dense` or `sparse`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("compression `{0}`: expected dense or sparse")]
+pub struct ParseCompressError(pub String);
+
 impl std::str::FromStr for Compress {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseCompressError;
+    fn from_str(s: &str) -> Result<Self, ParseCompressError> {
         match s {
             "dense" => Ok(Compress::Dense),
             "sparse" => Ok(Compress::Sparse),
-            _ => Err(format!("compression `{s}`: expected dense or sparse")),
+            _ => Err(ParseCompressError(s.to_string())),
         }
     }
 }
@@ -143,7 +150,7 @@ impl std::fmt::Debug for DeviceMatmul {
 
 impl DeviceMatmul {
     /// Wrap an open device (reads its INFO).
-    pub fn new(mut dev: Device) -> Result<DeviceMatmul, ExecError> {
+    pub fn new(mut dev: Device) -> Result<DeviceMatmul, ExecutorError> {
         let info = dev.info()?;
         let rotations = tmr::rotations(info.rows, info.cols);
         Ok(DeviceMatmul {
@@ -165,16 +172,10 @@ impl DeviceMatmul {
 
     /// Open a device string (`sim`, `model:8x8`, ...), RESET it and apply
     /// `faults` (or clear all faults).
-    pub fn open(spec: &str, faults: Option<&FaultMap>) -> Result<DeviceMatmul, ExecError> {
+    pub fn open(spec: &str, faults: Option<&FaultMap>) -> Result<DeviceMatmul, ExecutorError> {
         let mut dev = Device::open(spec)?;
         dev.reset()?;
-        match faults {
-            Some(m) => m.apply(&mut dev)?,
-            None => {
-                dev.clear_faults()?;
-                dev.set_seu(0, 0)?;
-            }
-        }
+        apply_faults(&mut dev, faults)?;
         DeviceMatmul::new(dev)
     }
 
@@ -191,15 +192,8 @@ impl DeviceMatmul {
     }
 
     /// Apply a fault map (CLEAR_FAULTS first) or clear every fault.
-    pub fn set_faults(&mut self, faults: Option<&FaultMap>) -> Result<(), ExecError> {
-        match faults {
-            Some(m) => m.apply(&mut self.dev)?,
-            None => {
-                self.dev.clear_faults()?;
-                self.dev.set_seu(0, 0)?;
-            }
-        }
-        Ok(())
+    pub fn set_faults(&mut self, faults: Option<&FaultMap>) -> Result<(), ExecutorError> {
+        apply_faults(&mut self.dev, faults)
     }
 
     pub fn set_compress(&mut self, c: Compress) {
@@ -266,10 +260,8 @@ impl DeviceMatmul {
         a: &[i8],
         m: usize,
         rot: (u8, u8),
-    ) -> Result<Vec<i32>, ExecError> {
-        let Some(Some(slot)) = self.slots.get(layer) else {
-            return Err(format!("layer {layer}: no weights installed").into());
-        };
+    ) -> Result<Vec<i32>, ExecutorError> {
+        let slot = self.slot(layer)?;
         let (base, k, n) = (slot.layout.base as u32, slot.layout.k, slot.layout.n);
         Ok(self.dev.matmul(base, m, k, n, rot, a)?)
     }
@@ -323,27 +315,31 @@ impl DeviceMatmul {
 
     /// Install `w` as what the device holds for `layer` with a dense write,
     /// without counting it as an update (initial loads, resuming).
-    pub fn install(&mut self, layer: usize, w: &[i8], k: usize, n: usize) -> Result<(), ExecError> {
-        if w.len() != k * n {
-            return Err(format!("layer {layer}: {} weights for K×N = {k}×{n}", w.len()).into());
-        }
+    pub fn install(
+        &mut self,
+        layer: usize,
+        w: &[i8],
+        k: usize,
+        n: usize,
+    ) -> Result<(), ExecutorError> {
+        check_weights(layer, w.len(), k, n)?;
         if self.slots.len() <= layer {
             self.slots.resize_with(layer + 1, || None);
         }
         let layout = match &self.slots[layer] {
-            Some(s) if (s.layout.k, s.layout.n) == (k, n) => s.layout,
             Some(s) => {
-                return Err(format!(
-                    "layer {layer}: weights {k}×{n}, but {}×{} is allocated",
-                    s.layout.k, s.layout.n
-                )
-                .into())
+                check_allocated(layer, &s.layout, k, n)?;
+                s.layout
             }
             None => self.alloc.alloc(&format!("layer {layer}"), k, n)?,
         };
         self.dev.load_layout(&layout, w)?;
         self.slots[layer] = Some(Slot { layout, held: w.to_vec() });
         Ok(())
+    }
+
+    fn slot(&self, layer: usize) -> Result<&Slot, ShapeError> {
+        self.slots.get(layer).and_then(Option::as_ref).ok_or(ShapeError::NoWeights { layer })
     }
 
     fn grow_counters(&mut self, layer: usize) {
@@ -354,20 +350,46 @@ impl DeviceMatmul {
     }
 }
 
-impl Int8Matmul for DeviceMatmul {
-    fn set_weights(&mut self, layer: usize, w: &[i8], k: usize, n: usize) -> Result<(), ExecError> {
+/// RESET-time fault setup: apply `faults` (CLEAR_FAULTS first), or clear
+/// every fault and transient flip.
+fn apply_faults(dev: &mut Device, faults: Option<&FaultMap>) -> Result<(), ExecutorError> {
+    match faults {
+        Some(m) => m.apply(dev)?,
+        None => {
+            dev.clear_faults()?;
+            dev.set_seu(0, 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// New weights for an allocated layer must have its K×N.
+fn check_allocated(
+    layer: usize,
+    layout: &MatrixLayout,
+    k: usize,
+    n: usize,
+) -> Result<(), ShapeError> {
+    if (layout.k, layout.n) != (k, n) {
+        return Err(ShapeError::Allocated { layer, k, n, held_k: layout.k, held_n: layout.n });
+    }
+    Ok(())
+}
+
+// The executor's work, with its own error type; `Int8Matmul` boxes it.
+impl DeviceMatmul {
+    fn update_weights(
+        &mut self,
+        layer: usize,
+        w: &[i8],
+        k: usize,
+        n: usize,
+    ) -> Result<(), ExecutorError> {
         let Some(Some(slot)) = self.slots.get_mut(layer) else {
             return self.install(layer, w, k, n);
         };
-        if (slot.layout.k, slot.layout.n) != (k, n) || w.len() != k * n {
-            return Err(format!(
-                "layer {layer}: {} weights {k}×{n}, but {}×{} is allocated",
-                w.len(),
-                slot.layout.k,
-                slot.layout.n
-            )
-            .into());
-        }
+        check_weights(layer, w.len(), k, n)?;
+        check_allocated(layer, &slot.layout, k, n)?;
         let buf = self.info.buf_bytes;
         let dense = dense_write_bytes(slot.layout.len(), buf);
         let t = self.threshold as i16;
@@ -409,27 +431,18 @@ impl Int8Matmul for DeviceMatmul {
         Ok(())
     }
 
-    fn matmul(
+    fn run_matmul(
         &mut self,
         layer: usize,
         a: &[i8],
         m: usize,
         k: usize,
         n: usize,
-    ) -> Result<Vec<i32>, ExecError> {
+    ) -> Result<Vec<i32>, ExecutorError> {
         let mode = self.mode(layer);
-        let Some(Some(slot)) = self.slots.get(layer) else {
-            return Err(format!("layer {layer}: no weights installed").into());
-        };
-        if (slot.layout.k, slot.layout.n) != (k, n) || a.len() != m * k {
-            return Err(format!(
-                "layer {layer}: matmul {m}×{k}×{n} with {} activations against weights {}×{}",
-                a.len(),
-                slot.layout.k,
-                slot.layout.n
-            )
-            .into());
-        }
+        let held = self.slots.get(layer).and_then(Option::as_ref).map(|s| (s.layout.k, s.layout.n));
+        check_matmul(layer, held, a.len(), m, k, n)?;
+        let slot = self.slot(layer)?;
         let base = slot.layout.base as u32;
         let host = (mode == LayerMode::Host).then(|| matmul_i8_ref(a, &slot.held, m, k, n));
         self.grow_counters(layer);
@@ -453,6 +466,23 @@ impl Int8Matmul for DeviceMatmul {
         };
         self.matmul_seconds += t0.elapsed().as_secs_f64();
         Ok(out)
+    }
+}
+
+impl Int8Matmul for DeviceMatmul {
+    fn set_weights(&mut self, layer: usize, w: &[i8], k: usize, n: usize) -> Result<(), ExecError> {
+        Ok(self.update_weights(layer, w, k, n)?)
+    }
+
+    fn matmul(
+        &mut self,
+        layer: usize,
+        a: &[i8],
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<Vec<i32>, ExecError> {
+        Ok(self.run_matmul(layer, a, m, k, n)?)
     }
 }
 

@@ -45,6 +45,6 @@ pub mod tmr;
 pub mod train;
 
 pub use device::{Compress, DeviceMatmul, LayerMode};
-pub use error::{Error, ExecError, Result};
+pub use error::{Error, ExecError, ExecutorError, Result, ShapeError};
 pub use exec::{HostMatmul, Int8Matmul, TorchMatmul};
 pub use model::{LayerExport, Model, ModelExport, ModelSpec};

@@ -320,10 +320,10 @@ pub fn evaluate_installed(
 /// Install `model`'s current int8 weights as the device copy (not counted as updates).
 pub fn install_model(model: &Model, exec: &mut DeviceMatmul) -> Result<()> {
     for l in model.layers() {
-        exec.install(l.index, &l.int8_weights(), l.k, l.n).map_err(|source| Error::Exec {
+        exec.install(l.index, &l.int8_weights(), l.k, l.n).map_err(|e| Error::Exec {
             layer: l.index,
             name: l.name.clone(),
-            source,
+            source: e.into(),
         })?;
     }
     Ok(())
@@ -435,10 +435,10 @@ pub fn retrain(
                 });
             }
             for (l, h) in model.layers().iter().zip(&st.held) {
-                exec.install(l.index, h, l.k, l.n).map_err(|source| Error::Exec {
+                exec.install(l.index, h, l.k, l.n).map_err(|e| Error::Exec {
                     layer: l.index,
                     name: l.name.clone(),
-                    source,
+                    source: e.into(),
                 })?;
             }
             log::info!(

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::device::{DeviceMatmul, LayerMode};
-use crate::error::Result;
+use crate::error::{ExecutorError, Result, ShapeError};
 use crate::exec::matmul_i8_ref;
 use crate::model::Model;
 use crate::retrain::evaluate_installed;
@@ -56,9 +56,9 @@ pub fn calibrate(
     layer: usize,
     probe_rows: usize,
     seed: u64,
-) -> std::result::Result<Calibration, crate::error::ExecError> {
-    let held = exec.held(layer).ok_or("no weights installed")?.to_vec();
-    let layout = exec.layout(layer).ok_or("no weights installed")?;
+) -> std::result::Result<Calibration, ExecutorError> {
+    let held = exec.held(layer).ok_or(ShapeError::NoWeights { layer })?.to_vec();
+    let layout = exec.layout(layer).ok_or(ShapeError::NoWeights { layer })?;
     let (k, n, m) = (layout.k, layout.n, probe_rows.max(1));
     let (rows, cols) = (exec.info().rows, exec.info().cols);
     let mut rng = Rng::new(seed ^ (layer as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
@@ -130,8 +130,10 @@ pub fn calibrate_all(
 ) -> Result<Vec<Calibration>> {
     let mut out = Vec::with_capacity(layers);
     for i in 0..layers {
-        let c = calibrate(exec, i, probe_rows, seed).map_err(|source| {
-            crate::error::Error::Exec { layer: i, name: format!("layer {i}"), source }
+        let c = calibrate(exec, i, probe_rows, seed).map_err(|e| crate::error::Error::Exec {
+            layer: i,
+            name: format!("layer {i}"),
+            source: e.into(),
         })?;
         exec.set_layer_rotations(i, Some(c.rotations));
         out.push(c);

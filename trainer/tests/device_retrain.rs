@@ -13,7 +13,7 @@ use trainer::device::{Compress, DeviceMatmul, LayerMode};
 use trainer::exec::matmul_i8_ref;
 use trainer::retrain::{self, RetrainConfig};
 use trainer::train::{self, TrainConfig};
-use trainer::{tmr, HostMatmul, Int8Matmul, Model, ModelSpec};
+use trainer::{tmr, ExecutorError, HostMatmul, Int8Matmul, Model, ModelSpec, ShapeError};
 
 /// libtorch's RNG is process-global; tests that seed it hold this lock.
 static TORCH_RNG: Mutex<()> = Mutex::new(());
@@ -426,4 +426,20 @@ fn vulnerability_and_budget_table() {
     // Everything protected: every fault here is a single PE, voted out.
     assert_eq!(rows[3].protected.len(), v.layers.iter().filter(|l| l.loss > 0.0).count());
     assert!(rows[3].accuracy >= rows[0].accuracy, "{rows:?}");
+}
+
+#[test]
+fn executor_errors_are_typed() {
+    let e = DeviceMatmul::open("fpga:1", None).unwrap_err();
+    assert!(e.to_string().starts_with("cannot open device: "), "{e}");
+    let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
+    let e = exec.matmul(3, &[1], 1, 1, 1).unwrap_err();
+    let e = e.downcast_ref::<ExecutorError>().expect("an ExecutorError");
+    assert!(matches!(e, ExecutorError::Shape(ShapeError::NoWeights { layer: 3 })), "{e:?}");
+    exec.set_weights(0, &[1, 2, 3, 4], 2, 2).unwrap();
+    let e = exec.set_weights(0, &[1, 2, 3], 3, 1).unwrap_err();
+    let e = e.downcast_ref::<ExecutorError>().expect("an ExecutorError");
+    assert!(matches!(e, ExecutorError::Shape(ShapeError::Allocated { layer: 0, .. })), "{e:?}");
+    let e = exec.matmul(0, &[1, 2, 3], 2, 2, 2).unwrap_err().to_string();
+    assert_eq!(e, "layer 0: matmul 2×2×2 with 3 activations against weights 2×2");
 }
