@@ -20,7 +20,7 @@ use trainer::plot::{self, Series};
 use trainer::retrain::{self, Progress, RetrainConfig, RetrainReport};
 use trainer::tmr::{self, BudgetRow, Vulnerability};
 use trainer::train::{self, TrainConfig};
-use trainer::{checkpoint, HostMatmul, Model, ModelSpec};
+use trainer::{checkpoint, eval, HostMatmul, Model, ModelSpec};
 
 /// Default link speed of the bandwidth model: 1 Mbit/s (a UART at 1 Mbaud).
 pub const DEFAULT_LINK_BPS: f64 = 1e6;
@@ -146,17 +146,11 @@ fn eval_with_bar(
     label: &str,
 ) -> Result<f64> {
     let mut bar = Bar::new(label, data.len());
-    let mut correct = 0usize;
-    let mut seen = 0usize;
-    let _g = tch::no_grad_guard();
-    for (xs, ys) in data.batches(batch, false) {
-        let pred = model.forward_exec(&xs, false, Some(&mut *exec))?.argmax(-1, false);
-        correct += pred.eq_tensor(&ys).sum(tch::Kind::Int64).int64_value(&[]) as usize;
-        seen += ys.size()[0] as usize;
-        bar.set(seen, format!("acc {:.2} %", 100.0 * correct as f64 / seen as f64));
-    }
+    let acc = eval::accuracy(model, data, batch, exec, |p| {
+        bar.set(p.done, format!("acc {:.2} %", 100.0 * p.accuracy()))
+    })?;
     bar.finish();
-    Ok(correct as f64 / seen.max(1) as f64)
+    Ok(acc)
 }
 
 fn retrain_with_bar(
@@ -753,7 +747,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             for &r in SCAN_RATES {
                 let map = FaultMap::random(rows, cols, r, a.seed, &opts)?;
                 sx.set_faults(Some(&map)).map_err(|e| anyhow::anyhow!("{e}"))?;
-                let acc = retrain::evaluate_installed(&model, &test, 500, &mut sx)?;
+                let acc = eval::accuracy(&model, &test, 500, &mut sx, |_| {})?;
                 note(format!(
                     "  rate {:.3}: {:>3} faulty PEs, accuracy {:.2} %",
                     r,

@@ -16,9 +16,11 @@
 //!   `t`), so no update is lost. [`Compress::Dense`] rewrites every layer on
 //!   every update (the baseline).
 //! * Protection per layer ([`LayerMode`]): `Device` (plain), `Tmr` (three
-//!   runs with the rotations of [`crate::tmr::ROTATIONS`]-style choice, bitwise
-//!   majority of the int32 results), or `Host` (the integer reference on the
-//!   host: a fault-free device, used by the per-layer vulnerability analysis).
+//!   runs under the rotations of [`crate::vote::rotations`], or the layer's
+//!   own from [`DeviceMatmul::set_layer_rotations`], e.g. calibrated by
+//!   [`crate::tmr::calibrate`]; bitwise majority of the int32 results), or
+//!   `Host` (the integer reference on the host: a fault-free device, used by
+//!   the per-layer vulnerability analysis).
 //! * Accounting: bytes to and from the device (the client's counters), MACs
 //!   run on the device (TMR counts all three runs) and per layer, and the
 //!   weight-update bytes: what a dense rewrite would have cost vs what was sent.
@@ -34,7 +36,7 @@ use sim_bridge::proto::{Info, FRAME_OVERHEAD, PATCH_ENTRY_LEN};
 
 use crate::error::{ExecError, ExecutorError, ShapeError};
 use crate::exec::{check_matmul, check_weights, matmul_i8_ref, Int8Matmul};
-use crate::tmr;
+use crate::vote;
 
 /// How weight updates travel to the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -152,7 +154,7 @@ impl DeviceMatmul {
     /// Wrap an open device (reads its INFO).
     pub fn new(mut dev: Device) -> Result<DeviceMatmul, ExecutorError> {
         let info = dev.info()?;
-        let rotations = tmr::rotations(info.rows, info.cols);
+        let rotations = vote::rotations(info.rows, info.cols);
         Ok(DeviceMatmul {
             alloc: WeightAllocator::for_info(&info),
             info,
@@ -225,18 +227,9 @@ impl DeviceMatmul {
         self.modes.get(layer).copied().unwrap_or_default()
     }
 
-    /// All layers back to [`LayerMode::Device`].
-    pub fn clear_modes(&mut self) {
-        self.modes.clear();
-    }
-
     /// The three TMR rotations (the first is (0, 0)).
     pub fn rotations(&self) -> [(u8, u8); 3] {
         self.rotations
-    }
-
-    pub fn set_rotations(&mut self, r: [(u8, u8); 3]) {
-        self.rotations = r;
     }
 
     /// TMR rotations of one layer (`None`: the default ones).
@@ -461,7 +454,7 @@ impl DeviceMatmul {
                 let x = self.dev.matmul(base, m, k, n, r0, a)?;
                 let y = self.dev.matmul(base, m, k, n, r1, a)?;
                 let z = self.dev.matmul(base, m, k, n, r2, a)?;
-                tmr::vote(&x, &y, &z)
+                vote::vote(&x, &y, &z)
             }
         };
         self.matmul_seconds += t0.elapsed().as_secs_f64();

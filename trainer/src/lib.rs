@@ -5,13 +5,15 @@
 //! * [`exec`]: the [`Int8Matmul`] executor trait and host implementations.
 //! * [`model`]: MLP and im2col CNN whose every layer is an int8 matmul.
 //! * [`reference`]: the same int8 inference in plain Rust, from an export.
+//! * [`eval`]: accuracy on any executor, with a per-batch callback.
 //! * [`train`]: quantization-aware pretraining and int8 evaluation.
 //! * [`checkpoint`]: float master weights + scales + layer map on disk.
+//! * [`vote`]: the TMR mechanism (tile rotations, bitwise majority).
 //! * [`device`]: [`DeviceMatmul`], the executor whose matmuls run on a DLA
 //!   (`sim_bridge::client::Device`), with sparse weight increments and
 //!   per-layer TMR/host modes.
-//! * [`tmr`]: partial TMR — majority vote, rotations, per-layer
-//!   vulnerability analysis and layer selection under a MAC budget.
+//! * [`tmr`]: partial TMR policy — calibrated rotations, per-layer
+//!   vulnerability analysis, layer selection under a MAC budget.
 //! * [`retrain`]: hardware-in-the-loop retraining (forward on the device,
 //!   straight-through backward on the host) with checkpoint/resume.
 //! * [`plot`]: a hand-written SVG line chart (accuracy per epoch).
@@ -35,6 +37,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod exec;
 pub mod model;
 pub mod plot;
@@ -43,6 +46,7 @@ pub mod reference;
 pub mod retrain;
 pub mod tmr;
 pub mod train;
+pub mod vote;
 
 pub use device::{Compress, DeviceMatmul, LayerMode};
 pub use error::{Error, ExecError, ExecutorError, Result, ShapeError};

@@ -35,7 +35,7 @@ use crate::checkpoint;
 use crate::data::Dataset;
 use crate::device::{Compress, DeviceMatmul, UpdateStats};
 use crate::error::{Error, Result};
-use crate::exec::Int8Matmul;
+use crate::eval;
 use crate::model::Model;
 
 pub const STATE_FILE: &str = "retrain_state.json";
@@ -298,25 +298,6 @@ pub enum Progress<'a> {
     Checkpoint { steps_done: usize },
 }
 
-/// Accuracy on `data` with the weights already installed on `exec` (no
-/// `sync_weights`, so no update traffic is counted).
-pub fn evaluate_installed(
-    model: &Model,
-    data: &Dataset,
-    batch: usize,
-    exec: &mut dyn Int8Matmul,
-) -> Result<f64> {
-    let mut correct = 0i64;
-    tch::no_grad(|| -> Result<()> {
-        for (xs, ys) in data.batches(batch.max(1), false) {
-            let pred = model.forward_exec(&xs, false, Some(&mut *exec))?.argmax(-1, false);
-            correct += pred.eq_tensor(&ys).sum(Kind::Int64).int64_value(&[]);
-        }
-        Ok(())
-    })?;
-    Ok(correct as f64 / data.len().max(1) as f64)
-}
-
 /// Install `model`'s current int8 weights as the device copy (not counted as updates).
 pub fn install_model(model: &Model, exec: &mut DeviceMatmul) -> Result<()> {
     for l in model.layers() {
@@ -459,7 +440,7 @@ pub fn retrain(
             install_model(model, exec)?;
             progress(Progress::Eval { what: "before" });
             let t = Instant::now();
-            let before = evaluate_installed(model, test, cfg.eval_batch, exec)?;
+            let before = eval::accuracy(model, test, cfg.eval_batch, exec, |_| {})?;
             State {
                 format: STATE_FORMAT.into(),
                 config: cfg.clone(),
@@ -560,7 +541,7 @@ pub fn retrain(
         }
         progress(Progress::Eval { what: "epoch" });
         let t1 = Instant::now();
-        let test_acc = evaluate_installed(model, test, cfg.eval_batch, exec)?;
+        let test_acc = eval::accuracy(model, test, cfg.eval_batch, exec, |_| {})?;
         let eval_seconds = t1.elapsed().as_secs_f64();
         st.totals.eval_seconds += eval_seconds;
         let a = std::mem::take(&mut st.acc);

@@ -7,6 +7,7 @@ use tch::{Kind, Tensor};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::eval;
 use crate::exec::Int8Matmul;
 use crate::model::Model;
 
@@ -154,16 +155,18 @@ pub fn predict(
     })
 }
 
-/// Accuracy on `data`, see [`predict`] for `exec`.
+/// Accuracy on `data`, see [`predict`] for `exec` (its weights are
+/// installed first; [`eval::accuracy`] is the same without that).
 pub fn evaluate(
     model: &Model,
     data: &Dataset,
     batch_size: usize,
-    exec: Option<&mut dyn Int8Matmul>,
+    mut exec: Option<&mut dyn Int8Matmul>,
 ) -> Result<f64> {
-    let pred = predict(model, data, batch_size, exec)?;
-    let correct = pred.eq_tensor(&data.labels).sum(Kind::Int64).int64_value(&[]);
-    Ok(correct as f64 / data.len().max(1) as f64)
+    if let Some(e) = exec.as_deref_mut() {
+        model.sync_weights(e)?;
+    }
+    eval::accuracy_of(model, data, batch_size, exec, |_| {})
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use trainer::device::{Compress, DeviceMatmul, LayerMode};
 use trainer::exec::matmul_i8_ref;
 use trainer::retrain::{self, RetrainConfig};
 use trainer::train::{self, TrainConfig};
-use trainer::{tmr, ExecutorError, HostMatmul, Int8Matmul, Model, ModelSpec, ShapeError};
+use trainer::{eval, tmr, ExecutorError, HostMatmul, Int8Matmul, Model, ModelSpec, ShapeError};
 
 /// libtorch's RNG is process-global; tests that seed it hold this lock.
 static TORCH_RNG: Mutex<()> = Mutex::new(());
@@ -287,7 +287,7 @@ fn retraining_on_a_faulty_model_device_recovers_accuracy() {
     let (mut vs, model) = pretrained(&f, 3);
     let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
     retrain::install_model(&model, &mut exec).unwrap();
-    let clean = retrain::evaluate_installed(&model, &f.test, 100, &mut exec).unwrap();
+    let clean = eval::accuracy(&model, &f.test, 100, &mut exec, |_| {}).unwrap();
     exec.set_faults(Some(&harmful_map())).unwrap();
     let cfg = RetrainConfig {
         epochs: 3,
