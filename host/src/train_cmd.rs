@@ -16,19 +16,12 @@ use sim_bridge::link::DeviceSpec;
 use tch::nn;
 use trainer::data::{Dataset, Split, DEFAULT_DIR};
 use trainer::device::{Compress, DeviceMatmul, LayerMode};
+use trainer::link_model::{link_seconds, DEFAULT_LINK_BPS};
 use trainer::plot::{self, Series};
-use trainer::retrain::{self, Progress, RetrainConfig, RetrainReport};
+use trainer::retrain::{self, Progress, RetrainConfig, RetrainReport, RetrainRun};
 use trainer::tmr::{self, BudgetRow, Vulnerability};
 use trainer::train::{self, TrainConfig};
 use trainer::{checkpoint, eval, HostMatmul, Model, ModelSpec};
-
-/// Default link speed of the bandwidth model: 1 Mbit/s (a UART at 1 Mbaud).
-pub const DEFAULT_LINK_BPS: f64 = 1e6;
-
-/// Seconds `bytes` take on a serial link at `bps` (8N1: 10 bits a byte).
-pub fn link_seconds(bytes: u64, bps: f64) -> f64 {
-    bytes as f64 * 10.0 / bps
-}
 
 // ---------------------------------------------------------------- progress
 
@@ -153,16 +146,7 @@ fn eval_with_bar(
     Ok(acc)
 }
 
-fn retrain_with_bar(
-    model: &Model,
-    vs: &mut nn::VarStore,
-    exec: &mut DeviceMatmul,
-    train: &Dataset,
-    test: &Dataset,
-    cfg: &RetrainConfig,
-    ckpt: Option<&Path>,
-    resume: bool,
-) -> Result<RetrainReport> {
+fn retrain_with_bar(run: RetrainRun<'_>) -> Result<RetrainReport> {
     let mut bar = Bar::new("retrain", 1);
     let mut cb = |p: Progress| match p {
         Progress::Start { steps_total, steps_done } => {
@@ -184,7 +168,7 @@ fn retrain_with_bar(
         }
         Progress::Checkpoint { steps_done } => log::info!("checkpoint at step {steps_done}"),
     };
-    let r = retrain::retrain(model, vs, exec, train, test, cfg, ckpt, resume, &mut cb)?;
+    let r = retrain::retrain(run, &mut cb)?;
     bar.finish();
     Ok(r)
 }
@@ -234,7 +218,7 @@ struct PretrainOut {
     test_samples: usize,
     accuracy: f64,
     seconds: f64,
-    history: Vec<train::EpochStats>,
+    history: Vec<train::PretrainEpoch>,
 }
 
 /// Pretrain on the host (quantization-aware) and save a checkpoint. Returns
@@ -516,7 +500,7 @@ struct RetrainOut {
     resumed_at_step: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tmr: Option<serde_json::Value>,
-    history: Vec<retrain::EpochRecord>,
+    history: Vec<retrain::RetrainEpoch>,
 }
 
 pub fn retrain(a: RetrainArgs) -> Result<()> {
@@ -550,16 +534,16 @@ pub fn retrain(a: RetrainArgs) -> Result<()> {
             json!({"budget_pct": budget, "protected": set.iter().map(|&i| vuln.layers[i].name.clone()).collect::<Vec<_>>(), "extra_macs_pct": vuln.cost_pct(&set), "vulnerability": vuln}),
         );
     }
-    let r = retrain_with_bar(
-        &model,
-        &mut vs,
-        &mut exec,
-        &train_set,
-        &test,
-        &cfg,
-        Some(&a.output),
-        a.resume,
-    )?;
+    let r = retrain_with_bar(RetrainRun {
+        model: &model,
+        vs: &mut vs,
+        exec: &mut exec,
+        train: &train_set,
+        test: &test,
+        config: cfg.clone(),
+        checkpoint: Some(&a.output),
+        resume: a.resume,
+    })?;
     let seconds = t0.elapsed().as_secs_f64();
     let t = &r.totals;
     let out = RetrainOut {
@@ -578,15 +562,15 @@ pub fn retrain(a: RetrainArgs) -> Result<()> {
         threshold: cfg.threshold,
         seconds,
         train_seconds: t.train_seconds,
-        seconds_per_epoch: t.train_seconds / r.history.len().max(1) as f64,
+        seconds_per_epoch: r.seconds_per_epoch(),
         link_bps: a.link_bps,
-        link_seconds: link_seconds(t.bytes_to_device + t.bytes_from_device, a.link_bps),
-        link_seconds_weight_updates: link_seconds(t.update.bytes_sent, a.link_bps),
+        link_seconds: r.link_seconds(a.link_bps),
+        link_seconds_weight_updates: r.link_seconds_weight_updates(a.link_bps),
         bytes_to_device: t.bytes_to_device,
         bytes_from_device: t.bytes_from_device,
         bytes_per_step_dense: r.bytes_per_step_dense,
         bytes_per_step_sent: r.bytes_per_step_sent,
-        bytes_saved_pct: 100.0 * (1.0 - r.bytes_per_step_sent / r.bytes_per_step_dense.max(1e-9)),
+        bytes_saved_pct: r.bytes_saved_pct(),
         macs: t.device_macs,
         resumed_at_step: r.resumed_at_step,
         tmr: tmr_info,
@@ -788,16 +772,16 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         checkpoint_every: 0,
         ..Default::default()
     };
-    let r = retrain_with_bar(
-        &model,
-        &mut vs,
-        &mut exec,
-        &train_set,
-        &test,
-        &cfg,
-        Some(&out_ckpt),
-        false,
-    )?;
+    let r = retrain_with_bar(RetrainRun {
+        model: &model,
+        vs: &mut vs,
+        exec: &mut exec,
+        train: &train_set,
+        test: &test,
+        config: cfg,
+        checkpoint: Some(&out_ckpt),
+        resume: false,
+    })?;
     let faulty = r.accuracy_before;
     let retrained = r.accuracy_after;
 
@@ -841,11 +825,11 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         "pretrained_now": pretrained,
         "pretrained_full_test_accuracy": full_test_acc,
         "clean_eval_seconds": clean_eval_seconds,
-        "retrain_seconds_per_epoch": t.train_seconds / e.max(1.0),
+        "retrain_seconds_per_epoch": r.seconds_per_epoch(),
         "bytes_per_step_dense": r.bytes_per_step_dense,
         "bytes_per_step_sent": r.bytes_per_step_sent,
         "link_bps": a.link_bps,
-        "link_seconds": link_seconds(t.bytes_to_device + t.bytes_from_device, a.link_bps),
+        "link_seconds": r.link_seconds(a.link_bps),
         "scan": scan,
         "history": r.history,
         "fault_map": map_path.display().to_string(),
@@ -896,7 +880,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             "weight updates  {:.0} B/step sent (sparse) vs {:.0} B/step dense",
             r.bytes_per_step_sent, r.bytes_per_step_dense
         );
-        println!("time            {:.1} s total; {:.1} s/epoch retraining; link model {:.1} s at {:.0} bit/s", seconds, t.train_seconds / e.max(1.0), link_seconds(t.bytes_to_device + t.bytes_from_device, a.link_bps), a.link_bps);
+        println!("time            {:.1} s total; {:.1} s/epoch retraining; link model {:.1} s at {:.0} bit/s", seconds, r.seconds_per_epoch(), r.link_seconds(a.link_bps), a.link_bps);
         println!("plot            {}", plot_path.display());
         println!("checkpoint      {}", out_ckpt.display());
     }

@@ -23,9 +23,11 @@
 //!   the per-layer vulnerability analysis).
 //! * Accounting: bytes to and from the device (the client's counters), MACs
 //!   run on the device (TMR counts all three runs) and per layer, and the
-//!   weight-update bytes: what a dense rewrite would have cost vs what was sent.
+//!   weight-update bytes: what a dense rewrite would have cost vs what was
+//!   sent ([`DeviceUsage`] takes all of them at once).
 //! * Errors: [`ExecutorError`] from the inherent methods; the
 //!   [`Int8Matmul`] impl boxes it.
+use std::ops::{Add, Sub};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -95,6 +97,70 @@ pub struct UpdateStats {
     pub withheld_values: u64,
     pub patch_updates: u64,
     pub dense_updates: u64,
+}
+
+/// Applies `op` to every field of two [`UpdateStats`].
+fn zip_stats(a: UpdateStats, b: UpdateStats, op: impl Fn(u64, u64) -> u64) -> UpdateStats {
+    UpdateStats {
+        updates: op(a.updates, b.updates),
+        bytes_dense: op(a.bytes_dense, b.bytes_dense),
+        bytes_sent: op(a.bytes_sent, b.bytes_sent),
+        changed_values: op(a.changed_values, b.changed_values),
+        sent_values: op(a.sent_values, b.sent_values),
+        withheld_values: op(a.withheld_values, b.withheld_values),
+        patch_updates: op(a.patch_updates, b.patch_updates),
+        dense_updates: op(a.dense_updates, b.dense_updates),
+    }
+}
+
+impl Add for UpdateStats {
+    type Output = UpdateStats;
+    fn add(self, o: UpdateStats) -> UpdateStats {
+        zip_stats(self, o, |a, b| a + b)
+    }
+}
+
+/// The updates between two snapshots (`later - earlier`).
+impl Sub for UpdateStats {
+    type Output = UpdateStats;
+    fn sub(self, o: UpdateStats) -> UpdateStats {
+        zip_stats(self, o, |a, b| a - b)
+    }
+}
+
+/// A snapshot of a [`DeviceMatmul`]'s cumulative counters
+/// ([`DeviceMatmul::usage`]); subtract two for what happened in between.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceUsage {
+    pub bytes_to_device: u64,
+    pub bytes_from_device: u64,
+    /// MACs run on the device (TMR: all three runs).
+    pub device_macs: u64,
+    pub update: UpdateStats,
+}
+
+impl Add for DeviceUsage {
+    type Output = DeviceUsage;
+    fn add(self, o: DeviceUsage) -> DeviceUsage {
+        DeviceUsage {
+            bytes_to_device: self.bytes_to_device + o.bytes_to_device,
+            bytes_from_device: self.bytes_from_device + o.bytes_from_device,
+            device_macs: self.device_macs + o.device_macs,
+            update: self.update + o.update,
+        }
+    }
+}
+
+impl Sub for DeviceUsage {
+    type Output = DeviceUsage;
+    fn sub(self, o: DeviceUsage) -> DeviceUsage {
+        DeviceUsage {
+            bytes_to_device: self.bytes_to_device - o.bytes_to_device,
+            bytes_from_device: self.bytes_from_device - o.bytes_from_device,
+            device_macs: self.device_macs - o.device_macs,
+            update: self.update - o.update,
+        }
+    }
 }
 
 struct Slot {
@@ -261,6 +327,16 @@ impl DeviceMatmul {
 
     pub fn update_stats(&self) -> UpdateStats {
         self.stats
+    }
+
+    /// All cumulative counters at once (bytes, device MACs, updates).
+    pub fn usage(&self) -> DeviceUsage {
+        DeviceUsage {
+            bytes_to_device: self.bytes_to_device(),
+            bytes_from_device: self.bytes_from_device(),
+            device_macs: self.device_macs(),
+            update: self.stats,
+        }
     }
 
     pub fn bytes_to_device(&self) -> u64 {

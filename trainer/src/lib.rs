@@ -16,6 +16,7 @@
 //!   vulnerability analysis, layer selection under a MAC budget.
 //! * [`retrain`]: hardware-in-the-loop retraining (forward on the device,
 //!   straight-through backward on the host) with checkpoint/resume.
+//! * [`link_model`]: the link-time (bandwidth) model of every report.
 //! * [`plot`]: a hand-written SVG line chart (accuracy per epoch).
 //!
 //! A layer's int8 matmul on the golden-model DLA equals the host reference
@@ -39,6 +40,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod exec;
+pub mod link_model;
 pub mod model;
 pub mod plot;
 pub mod quant;

@@ -169,8 +169,10 @@ pub fn evaluate(
     eval::accuracy_of(model, data, batch_size, exec, |_| {})
 }
 
+/// One epoch of host pretraining (the hardware-in-the-loop counterpart,
+/// with device traffic, is [`crate::retrain::RetrainEpoch`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochStats {
+pub struct PretrainEpoch {
     pub epoch: usize,
     pub lr: f64,
     pub train_loss: f64,
@@ -193,8 +195,8 @@ pub fn pretrain(
     test: &Dataset,
     cfg: &TrainConfig,
     eval_exec: &mut dyn Int8Matmul,
-    mut on_epoch: impl FnMut(&EpochStats),
-) -> Result<Vec<EpochStats>> {
+    mut on_epoch: impl FnMut(&PretrainEpoch),
+) -> Result<Vec<PretrainEpoch>> {
     cfg.validate()?;
     tch::manual_seed(cfg.seed);
     let mut opt = build_optimizer(vs, cfg)?;
@@ -207,7 +209,7 @@ pub fn pretrain(
         let tr = train_epoch(model, &mut opt, train, cfg.batch_size, None)?;
         let t1 = Instant::now();
         let acc = evaluate(model, test, cfg.eval_batch, Some(eval_exec))?;
-        let s = EpochStats {
+        let s = PretrainEpoch {
             epoch: epoch + 1,
             lr,
             train_loss: tr.loss,

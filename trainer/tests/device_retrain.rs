@@ -11,7 +11,7 @@ use tch::{nn, Kind, Tensor};
 use trainer::data::{encode_idx, Dataset, Split};
 use trainer::device::{Compress, DeviceMatmul, LayerMode};
 use trainer::exec::matmul_i8_ref;
-use trainer::retrain::{self, RetrainConfig};
+use trainer::retrain::{self, RetrainConfig, RetrainRun};
 use trainer::train::{self, TrainConfig};
 use trainer::{eval, tmr, ExecutorError, HostMatmul, Int8Matmul, Model, ModelSpec, ShapeError};
 
@@ -298,18 +298,17 @@ fn retraining_on_a_faulty_model_device_recovers_accuracy() {
         eval_batch: 100,
         ..Default::default()
     };
-    let r = retrain::retrain(
-        &model,
-        &mut vs,
-        &mut exec,
-        &f.train,
-        &f.test,
-        &cfg,
-        None,
-        false,
-        &mut |_| {},
-    )
-    .unwrap();
+    let job = RetrainRun {
+        model: &model,
+        vs: &mut vs,
+        exec: &mut exec,
+        train: &f.train,
+        test: &f.test,
+        config: cfg,
+        checkpoint: None,
+        resume: false,
+    };
+    let r = retrain::retrain(job, &mut |_| {}).unwrap();
     eprintln!(
         "clean {clean} before {} after {} {:?}",
         r.accuracy_before, r.accuracy_after, r.history
@@ -322,6 +321,14 @@ fn retraining_on_a_faulty_model_device_recovers_accuracy() {
     assert!(r.accuracy_after > r.accuracy_before + 0.1, "{r:?}");
     assert_eq!(r.totals.steps, 3 * 19);
     assert!(r.bytes_per_step_sent < r.bytes_per_step_dense, "{r:?}");
+    // The derived figures of the report.
+    let saved = 100.0 * (1.0 - r.bytes_per_step_sent / r.bytes_per_step_dense);
+    assert!((r.bytes_saved_pct() - saved).abs() < 1e-9 && saved > 0.0);
+    assert_eq!(r.seconds_per_epoch(), r.totals.train_seconds / 3.0);
+    let t = &r.totals;
+    assert_eq!(r.link_seconds(1e6), (t.bytes_to_device + t.bytes_from_device) as f64 * 10.0 / 1e6);
+    assert_eq!(r.link_seconds_weight_updates(1e6), t.update.bytes_sent as f64 * 10.0 / 1e6);
+    assert_eq!(t.usage().update, t.update);
 }
 
 #[test]
@@ -342,19 +349,17 @@ fn resume_after_an_interruption_gives_identical_results() {
     let run = |ckpt: &Path, stop: Option<usize>, resume: bool| {
         let (mut vs, model) = pretrained(&f, 5);
         let mut exec = DeviceMatmul::open("model:4x4", Some(&harmful_map())).unwrap();
-        let cfg = RetrainConfig { stop_after_steps: stop, ..cfg.clone() };
-        let r = retrain::retrain(
-            &model,
-            &mut vs,
-            &mut exec,
-            &f.train,
-            &f.test,
-            &cfg,
-            Some(ckpt),
+        let job = RetrainRun {
+            model: &model,
+            vs: &mut vs,
+            exec: &mut exec,
+            train: &f.train,
+            test: &f.test,
+            config: RetrainConfig { stop_after_steps: stop, ..cfg.clone() },
+            checkpoint: Some(ckpt),
             resume,
-            &mut |_| {},
-        )
-        .unwrap();
+        };
+        let r = retrain::retrain(job, &mut |_| {}).unwrap();
         (r, model.export(), exec.held(0).unwrap().to_vec())
     };
     let (full, full_exp, full_held) = run(&dir.path().join("full.ckpt"), None, false);
@@ -389,19 +394,17 @@ fn resume_after_an_interruption_gives_identical_results() {
     // A different configuration refuses to resume.
     let (mut vs, model) = pretrained(&f, 5);
     let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
-    let other = RetrainConfig { lr: 1e-2, ..cfg.clone() };
-    let e = retrain::retrain(
-        &model,
-        &mut vs,
-        &mut exec,
-        &f.train,
-        &f.test,
-        &other,
-        Some(&ck),
-        true,
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let job = RetrainRun {
+        model: &model,
+        vs: &mut vs,
+        exec: &mut exec,
+        train: &f.train,
+        test: &f.test,
+        config: RetrainConfig { lr: 1e-2, ..cfg.clone() },
+        checkpoint: Some(&ck),
+        resume: true,
+    };
+    let e = retrain::retrain(job, &mut |_| {}).unwrap_err();
     assert!(e.to_string().contains("cannot resume"), "{e}");
 }
 
