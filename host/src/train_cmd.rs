@@ -351,7 +351,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let faults = load_faults(a.faults.as_deref())?;
     let t0 = Instant::now();
     let mut exec = open_exec(&a.device, faults.as_ref())?;
-    retrain::install_model(&model, &mut exec)?;
+    exec.install_model(&model)?;
     let mut tmr_info = None;
     if let Some(budget) = a.tmr_budget {
         let vuln = tmr::analyze(&model, &test, a.batch, &mut exec)?;
@@ -524,7 +524,7 @@ pub fn retrain(a: RetrainArgs) -> Result<()> {
     let t0 = Instant::now();
     let mut tmr_info = None;
     if let Some(budget) = a.tmr_budget {
-        retrain::install_model(&model, &mut exec)?;
+        exec.install_model(&model)?;
         let vuln = tmr::analyze(&model, &test, cfg.eval_batch, &mut exec)?;
         let set = vuln.select(budget);
         for &i in &set {
@@ -709,7 +709,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
     let mut exec = open_exec(&a.device, None)?;
     let (rows, cols) = (exec.info().rows, exec.info().cols);
     note(format!("device: {} ({rows}x{cols}); test subset: first {} images; retraining: {} epochs x {} images (seed {})", exec.device_name(), test.len(), a.epochs, a.train_samples, a.seed));
-    retrain::install_model(&model, &mut exec)?;
+    exec.install_model(&model)?;
     let tc = Instant::now();
     let clean = eval_with_bar(&model, &test, 500, &mut exec, "clean eval")?;
     let clean_eval_seconds = tc.elapsed().as_secs_f64();
@@ -726,7 +726,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
                 a.device, a.min_loss
             ));
             let mut sx = open_exec(&twin, None)?;
-            retrain::install_model(&model, &mut sx)?;
+            sx.install_model(&model)?;
             let mut found = None;
             for &r in SCAN_RATES {
                 let map = FaultMap::random(rows, cols, r, a.seed, &opts)?;

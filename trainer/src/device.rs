@@ -34,10 +34,12 @@ use serde::{Deserialize, Serialize};
 use sim_bridge::client::Device;
 use sim_bridge::faultmap::FaultMap;
 use sim_bridge::layout::{MatrixLayout, WeightAllocator};
+use sim_bridge::link::{self, DeviceSpec, OpenOptions};
 use sim_bridge::proto::{Info, FRAME_OVERHEAD, PATCH_ENTRY_LEN};
 
-use crate::error::{ExecError, ExecutorError, ShapeError};
+use crate::error::{Error, ExecError, ExecutorError, Result, ShapeError};
 use crate::exec::{check_matmul, check_weights, matmul_i8_ref, Int8Matmul};
+use crate::model::Model;
 use crate::vote;
 
 /// How weight updates travel to the device.
@@ -49,6 +51,16 @@ pub enum Compress {
     /// Patch only the changed int8 values (dense when that is smaller).
     #[default]
     Sparse,
+}
+
+/// `dense` or `sparse`, as `--compress` and the JSON spell it.
+impl std::fmt::Display for Compress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compress::Dense => "dense",
+            Compress::Sparse => "sparse",
+        })
+    }
 }
 
 /// A compression name other than `dense` or `sparse`.
@@ -238,10 +250,23 @@ impl DeviceMatmul {
         })
     }
 
-    /// Open a device string (`sim`, `model:8x8`, ...), RESET it and apply
-    /// `faults` (or clear all faults).
+    /// Open a device string (`sim`, `model:8x8`, ...) with the default
+    /// [`OpenOptions`] (a `tcp://` token from `FAULTLOOP_TOKEN`), RESET it and
+    /// apply `faults` (or clear all faults).
     pub fn open(spec: &str, faults: Option<&FaultMap>) -> Result<DeviceMatmul, ExecutorError> {
-        let mut dev = Device::open(spec)?;
+        DeviceMatmul::open_with(spec, &OpenOptions::default(), faults)
+    }
+
+    /// [`DeviceMatmul::open`] with explicit link options (a `tcp://` token or
+    /// token file, serial settings, timeouts).
+    pub fn open_with(
+        spec: &str,
+        opts: &OpenOptions,
+        faults: Option<&FaultMap>,
+    ) -> Result<DeviceMatmul, ExecutorError> {
+        let spec: DeviceSpec = spec.parse().map_err(ExecutorError::Open)?;
+        let link = link::open_with(&spec, opts).map_err(ExecutorError::Open)?;
+        let mut dev = Device::new(link);
         dev.reset()?;
         apply_faults(&mut dev, faults)?;
         DeviceMatmul::new(dev)
@@ -404,6 +429,19 @@ impl DeviceMatmul {
         };
         self.dev.load_layout(&layout, w)?;
         self.slots[layer] = Some(Slot { layout, held: w.to_vec() });
+        Ok(())
+    }
+
+    /// Install `model`'s current int8 weights as the device copy (not
+    /// counted as updates), every layer at its index.
+    pub fn install_model(&mut self, model: &Model) -> Result<()> {
+        for l in model.layers() {
+            self.install(l.index, &l.int8_weights(), l.k, l.n).map_err(|e| Error::Exec {
+                layer: l.index,
+                name: l.name.clone(),
+                source: e.into(),
+            })?;
+        }
         Ok(())
     }
 

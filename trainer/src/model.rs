@@ -48,6 +48,23 @@ pub enum ModelSpec {
     Cnn { input: [usize; 3], channels: Vec<usize>, kernel: usize, classes: usize },
 }
 
+/// A model name other than `mlp` or `cnn`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown model `{0}` (mlp or cnn)")]
+pub struct ParseModelSpecError(pub String);
+
+/// `mlp` ([`ModelSpec::mlp_default`]) or `cnn` ([`ModelSpec::cnn_default`]).
+impl std::str::FromStr for ModelSpec {
+    type Err = ParseModelSpecError;
+    fn from_str(s: &str) -> std::result::Result<ModelSpec, ParseModelSpecError> {
+        match s {
+            "mlp" => Ok(ModelSpec::mlp_default()),
+            "cnn" => Ok(ModelSpec::cnn_default()),
+            _ => Err(ParseModelSpecError(s.to_string())),
+        }
+    }
+}
+
 impl ModelSpec {
     pub fn mlp_default() -> Self {
         ModelSpec::Mlp { widths: vec![784, 256, 128, 10] }

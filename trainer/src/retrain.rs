@@ -346,18 +346,6 @@ pub enum Progress<'a> {
     Checkpoint { steps_done: usize },
 }
 
-/// Install `model`'s current int8 weights as the device copy (not counted as updates).
-pub fn install_model(model: &Model, exec: &mut DeviceMatmul) -> Result<()> {
-    for l in model.layers() {
-        exec.install(l.index, &l.int8_weights(), l.k, l.n).map_err(|e| Error::Exec {
-            layer: l.index,
-            name: l.name.clone(),
-            source: e.into(),
-        })?;
-    }
-    Ok(())
-}
-
 fn subset(data: &Dataset, idx: &[usize]) -> (Tensor, Tensor) {
     let idx: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
     let t = Tensor::from_slice(&idx);
@@ -491,7 +479,7 @@ pub fn retrain(run: RetrainRun<'_>, progress: &mut dyn FnMut(Progress)) -> Resul
     let mut st = match resumed {
         Some(s) => s,
         None => {
-            install_model(model, exec)?;
+            exec.install_model(model)?;
             progress(Progress::Eval { what: "before" });
             let t = Instant::now();
             let before = eval::accuracy(model, test, cfg.eval_batch, exec, |_| {})?;

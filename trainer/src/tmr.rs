@@ -25,6 +25,8 @@
 //!   layers whose cost fits the budget (exhaustive up to 16 layers, greedy by
 //!   loss per MAC beyond), pick the one with the largest summed loss
 //!   (vulnerability), i.e. the most accuracy bought; ties go to the cheaper set.
+//! * [`protect`] does analysis and selection for one budget and puts the
+//!   chosen layers under TMR ([`Protection`] says what it chose and why).
 //! * [`budget_table`] measures the real accuracy of each budget's choice.
 use serde::{Deserialize, Serialize};
 use sim_bridge::rng::Rng;
@@ -269,6 +271,44 @@ pub fn analyze(
         layers,
         samples: data.len(),
         calibration,
+    })
+}
+
+/// What [`protect`] chose for one budget (the `tmr` object of `faultloop
+/// eval --json` and `retrain --json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Protection {
+    pub budget_pct: f64,
+    /// Extra MACs the protected layers cost, % of an unprotected inference.
+    pub extra_macs_pct: f64,
+    /// Names of the layers now under TMR.
+    pub protected: Vec<String>,
+    /// The analysis the choice was made from.
+    pub vulnerability: Vulnerability,
+}
+
+/// [`analyze`] `model` on `exec`'s device over `data`, [`Vulnerability::select`]
+/// the layers worth protecting under `budget_pct` % extra MACs, and run them
+/// in [`LayerMode::Tmr`] from now on (with their calibrated rotations). The
+/// model's weights must be installed on `exec`
+/// ([`DeviceMatmul::install_model`]).
+pub fn protect(
+    model: &Model,
+    data: &Dataset,
+    batch: usize,
+    exec: &mut DeviceMatmul,
+    budget_pct: f64,
+) -> Result<Protection> {
+    let vulnerability = analyze(model, data, batch, exec)?;
+    let set = vulnerability.select(budget_pct);
+    for &i in &set {
+        exec.set_mode(i, LayerMode::Tmr);
+    }
+    Ok(Protection {
+        budget_pct,
+        extra_macs_pct: vulnerability.cost_pct(&set),
+        protected: set.iter().map(|&i| vulnerability.layers[i].name.clone()).collect(),
+        vulnerability,
     })
 }
 

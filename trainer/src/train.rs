@@ -1,15 +1,21 @@
 //! Quantization-aware pretraining on the host and evaluation on the int8 path.
+//!
+//! [`pretrain`] trains a model you built; [`pretrain_to_checkpoint`] is the
+//! whole job (load the data set, seed, build, pretrain, save a checkpoint),
+//! as `faultloop pretrain` and the `pretrain` example run it.
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Kind, Tensor};
 
-use crate::data::Dataset;
+use crate::checkpoint;
+use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::eval;
-use crate::exec::Int8Matmul;
-use crate::model::Model;
+use crate::exec::{HostMatmul, Int8Matmul};
+use crate::model::{Model, ModelSpec};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -223,4 +229,93 @@ pub fn pretrain(
         stats.push(s);
     }
     Ok(stats)
+}
+
+/// A model pretrained by [`pretrain_from_dir`] or [`pretrain_to_checkpoint`].
+pub struct Pretrained {
+    pub vs: nn::VarStore,
+    pub model: Model,
+    pub config: TrainConfig,
+    pub data_dir: PathBuf,
+    pub history: Vec<PretrainEpoch>,
+    pub train_samples: usize,
+    pub test_samples: usize,
+    /// int8 test accuracy after the last epoch (0 without epochs).
+    pub accuracy: f64,
+    /// Wall seconds from the start of training to the end of the job.
+    pub seconds: f64,
+}
+
+impl std::fmt::Debug for Pretrained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pretrained")
+            .field("config", &self.config)
+            .field("data_dir", &self.data_dir)
+            .field("accuracy", &self.accuracy)
+            .field("history", &self.history)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pretrained {
+    /// Save as a checkpoint directory; its `info` records the configuration,
+    /// the training examples, the data directory and the int8 test accuracy.
+    pub fn save(&self, out: &Path) -> Result<()> {
+        let info = serde_json::json!({
+            "config": self.config, "train_examples": self.train_samples,
+            "data_dir": self.data_dir, "test_accuracy_int8": self.accuracy,
+        });
+        checkpoint::save(out, &self.vs, &self.model, info)
+    }
+}
+
+/// Pretrain a `spec` model on the MNIST-format data in `data_dir` (the first
+/// `limit` training examples, or all; the whole test split evaluated on the
+/// host's int8 path after each epoch), seeded with `cfg.seed` before the
+/// model is built so the run is reproducible.
+pub fn pretrain_from_dir(
+    data_dir: &Path,
+    spec: &ModelSpec,
+    cfg: &TrainConfig,
+    limit: Option<usize>,
+    on_epoch: impl FnMut(&PretrainEpoch),
+) -> Result<Pretrained> {
+    let mut train_set = Dataset::load(data_dir, Split::Train)?;
+    if let Some(n) = limit {
+        train_set = train_set.take(n);
+    }
+    let test_set = Dataset::load(data_dir, Split::Test)?;
+    tch::manual_seed(cfg.seed);
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let model = Model::new(&vs.root(), spec)?;
+    let mut host = HostMatmul::new();
+    let t0 = Instant::now();
+    let history = pretrain(&model, &vs, &train_set, &test_set, cfg, &mut host, on_epoch)?;
+    Ok(Pretrained {
+        accuracy: history.last().map_or(0.0, |s| s.test_accuracy_int8),
+        vs,
+        model,
+        config: cfg.clone(),
+        data_dir: data_dir.to_path_buf(),
+        history,
+        train_samples: train_set.len(),
+        test_samples: test_set.len(),
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// [`pretrain_from_dir`], then [`Pretrained::save`] to `out`.
+pub fn pretrain_to_checkpoint(
+    data_dir: &Path,
+    spec: &ModelSpec,
+    cfg: &TrainConfig,
+    limit: Option<usize>,
+    out: &Path,
+    on_epoch: impl FnMut(&PretrainEpoch),
+) -> Result<Pretrained> {
+    let mut p = pretrain_from_dir(data_dir, spec, cfg, limit, on_epoch)?;
+    let t0 = Instant::now();
+    p.save(out)?;
+    p.seconds += t0.elapsed().as_secs_f64();
+    Ok(p)
 }

@@ -11,6 +11,7 @@ use tch::{nn, Kind, Tensor};
 use trainer::data::{encode_idx, Dataset, Split};
 use trainer::device::{Compress, DeviceMatmul, LayerMode};
 use trainer::exec::matmul_i8_ref;
+use trainer::experiment::{self, RateScan};
 use trainer::retrain::{self, RetrainConfig, RetrainRun};
 use trainer::train::{self, TrainConfig};
 use trainer::{eval, tmr, ExecutorError, HostMatmul, Int8Matmul, Model, ModelSpec, ShapeError};
@@ -286,7 +287,7 @@ fn retraining_on_a_faulty_model_device_recovers_accuracy() {
     let f = data(600, 300);
     let (mut vs, model) = pretrained(&f, 3);
     let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
-    retrain::install_model(&model, &mut exec).unwrap();
+    exec.install_model(&model).unwrap();
     let clean = eval::accuracy(&model, &f.test, 100, &mut exec, |_| {}).unwrap();
     exec.set_faults(Some(&harmful_map())).unwrap();
     let cfg = RetrainConfig {
@@ -414,7 +415,7 @@ fn vulnerability_and_budget_table() {
     let f = data(256, 200);
     let (_vs, model) = pretrained(&f, 3);
     let mut exec = DeviceMatmul::open("model:4x4", Some(&harmful_map())).unwrap();
-    retrain::install_model(&model, &mut exec).unwrap();
+    exec.install_model(&model).unwrap();
     let v = tmr::analyze(&model, &f.test, 100, &mut exec).unwrap();
     assert_eq!(v.layers.len(), 3);
     assert_eq!(v.layers[0].macs_per_sample, 64 * 32);
@@ -429,11 +430,86 @@ fn vulnerability_and_budget_table() {
     // Everything protected: every fault here is a single PE, voted out.
     assert_eq!(rows[3].protected.len(), v.layers.iter().filter(|l| l.loss > 0.0).count());
     assert!(rows[3].accuracy >= rows[0].accuracy, "{rows:?}");
+
+    // `protect` makes the same choice as the table and measures the same
+    // accuracy, on its own executor and through the eval job.
+    let mut exec = DeviceMatmul::open("model:4x4", Some(&harmful_map())).unwrap();
+    exec.install_model(&model).unwrap();
+    let p = tmr::protect(&model, &f.test, 100, &mut exec, 200.0).unwrap();
+    assert_eq!(p.protected, rows[3].protected);
+    assert_eq!(p.extra_macs_pct, rows[3].extra_macs_pct);
+    assert_eq!(p.vulnerability, v);
+    for (i, l) in v.layers.iter().enumerate() {
+        let want = if p.protected.contains(&l.name) { LayerMode::Tmr } else { LayerMode::Device };
+        assert_eq!(exec.mode(i), want, "{}", l.name);
+    }
+    assert_eq!(eval::accuracy(&model, &f.test, 100, &mut exec, |_| {}).unwrap(), rows[3].accuracy);
+    let keys: Vec<String> =
+        serde_json::to_value(&p).unwrap().as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, ["budget_pct", "extra_macs_pct", "protected", "vulnerability"]);
+
+    let mut exec = DeviceMatmul::open("model:4x4", Some(&harmful_map())).unwrap();
+    let mut batches = 0;
+    let e = experiment::evaluate_on_device(&model, &f.test, 100, &mut exec, Some(200.0), |b| {
+        batches += 1;
+        assert_eq!(b.total, 200);
+    })
+    .unwrap();
+    assert_eq!(batches, 2);
+    assert_eq!(e.accuracy, rows[3].accuracy);
+    assert_eq!(e.protection.as_ref().map(|p| &p.protected), Some(&rows[3].protected));
+    let macs: u64 = v.layers.iter().map(|l| l.macs_per_sample).sum();
+    let tmr_macs: u64 = v
+        .layers
+        .iter()
+        .filter(|l| rows[3].protected.contains(&l.name))
+        .map(|l| 2 * l.macs_per_sample)
+        .sum();
+    assert_eq!(e.usage.device_macs, 200 * (macs + tmr_macs));
+    assert!(e.usage.bytes_to_device > 0 && e.usage.update.updates == 0);
+}
+
+#[test]
+fn the_scan_stops_at_the_first_harmful_rate() {
+    let _g = lock();
+    let f = data(256, 100);
+    let (_vs, model) = pretrained(&f, 3);
+    let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
+    exec.install_model(&model).unwrap();
+    let clean = eval::accuracy(&model, &f.test, 50, &mut exec, |_| {}).unwrap();
+    let rates = [0.1, 0.25, 0.5, 0.75];
+    let mut seen = Vec::new();
+    let mut scan =
+        RateScan { rates: &rates, seed: 4, clean_accuracy: clean, min_loss_points: 1e3, batch: 50 };
+    // Nothing costs 1000 points: every rate is tried.
+    let none =
+        experiment::find_harmful_rate(&model, &f.test, &mut exec, &scan, |p| seen.push(p.clone()))
+            .unwrap();
+    assert_eq!(none.rate, None);
+    assert_eq!(none.points, seen);
+    assert_eq!(none.points.iter().map(|p| p.rate).collect::<Vec<_>>(), rates);
+    // Each point is the accuracy under that rate's map.
+    for p in &none.points {
+        let map = experiment::random_fault_map(4, 4, p.rate, 4).unwrap();
+        assert_eq!(p.faulty_pes, map.faulty_pes());
+        exec.set_faults(Some(&map)).unwrap();
+        assert_eq!(eval::accuracy(&model, &f.test, 50, &mut exec, |_| {}).unwrap(), p.accuracy);
+    }
+    // Ask for the largest loss seen (at most 50 points): the scan stops at
+    // the first rate that costs it.
+    let losses: Vec<f64> = none.points.iter().map(|p| 100.0 * (clean - p.accuracy)).collect();
+    scan.min_loss_points = losses.iter().copied().fold(f64::MIN, f64::max).clamp(1e-6, 50.0);
+    let found = experiment::find_harmful_rate(&model, &f.test, &mut exec, &scan, |_| {}).unwrap();
+    let first = losses.iter().position(|&l| l >= scan.min_loss_points);
+    assert_eq!(found.rate, first.map(|i| rates[i]));
+    let n = first.map_or(rates.len(), |i| i + 1);
+    assert_eq!(found.points, none.points[..n]);
 }
 
 #[test]
 fn executor_errors_are_typed() {
     let e = DeviceMatmul::open("fpga:1", None).unwrap_err();
+    assert!(matches!(e, ExecutorError::Open(_)), "{e:?}");
     assert!(e.to_string().starts_with("cannot open device: "), "{e}");
     let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
     let e = exec.matmul(3, &[1], 1, 1, 1).unwrap_err();
