@@ -14,7 +14,7 @@
 //! * [`exec`]: the [`Int8Matmul`] executor trait, host implementations and
 //!   the shape checks every executor shares.
 //! * [`model`]: MLP and im2col CNN whose every layer is an int8 matmul.
-//! * [`reference`]: the same int8 inference in plain Rust, from an export.
+//! * [`mod@reference`]: the same int8 inference in plain Rust, from an export.
 //! * [`eval`]: accuracy on any executor, with a per-batch callback.
 //! * [`train`]: quantization-aware pretraining, prediction, and the whole
 //!   pretraining job ([`train::pretrain_to_checkpoint`]).

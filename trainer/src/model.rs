@@ -18,7 +18,7 @@
 //!   path evaluates on and trains through a device.
 //!
 //! Variables (named by `nn::Path`, which is the checkpoint and export map):
-//! `<layer>.weight` [K, N], `<layer>.bias` [N], and the non-trainable
+//! `<layer>.weight` \[K, N\], `<layer>.bias` \[N\], and the non-trainable
 //! `<layer>.in_max` (running max |input|, an EMA updated in training on the
 //! float path while observing is on) and `<layer>.w_scale` (0 = weight scale
 //! follows max|W|/127; > 0 = frozen scale).
