@@ -606,4 +606,39 @@ mod tests {
         assert_eq!(patch_bytes(3, 4096), 12 + FRAME_OVERHEAD as u64);
         assert_eq!(patch_bytes(2000, 4096), 8000 + 2 * FRAME_OVERHEAD as u64);
     }
+
+    #[test]
+    fn usage_snapshots_subtract_field_by_field() {
+        let u = |n: u64| UpdateStats {
+            updates: n,
+            bytes_dense: 2 * n,
+            bytes_sent: 3 * n,
+            changed_values: 4 * n,
+            sent_values: 5 * n,
+            withheld_values: 6 * n,
+            patch_updates: 7 * n,
+            dense_updates: 8 * n,
+        };
+        assert_eq!(u(5) - u(2), u(3));
+        assert_eq!(u(2) + u(3), u(5));
+        let d = |n: u64| DeviceUsage {
+            bytes_to_device: n,
+            bytes_from_device: 10 * n,
+            device_macs: 100 * n,
+            update: u(n),
+        };
+        assert_eq!(d(9) - d(4), d(5));
+        assert_eq!(d(4) + (d(9) - d(4)), d(9));
+    }
+
+    #[test]
+    fn compress_parses_and_prints_its_names() {
+        for c in [Compress::Dense, Compress::Sparse] {
+            assert_eq!(c.to_string().parse::<Compress>(), Ok(c));
+            assert_eq!(serde_json::to_value(c).unwrap(), c.to_string());
+        }
+        let e = "zip".parse::<Compress>().unwrap_err();
+        assert_eq!(e, ParseCompressError("zip".into()));
+        assert_eq!(e.to_string(), "compression `zip`: expected dense or sparse");
+    }
 }
