@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use sim_bridge::client::Device;
 use sim_bridge::faultmap::FaultMap;
-use sim_bridge::link::{self, DeviceSpec, OpenOptions};
+use sim_bridge::link::{self, DeviceSpec, LinkError, OpenOptions};
 use trainer::data::{Dataset, Split, DEFAULT_DIR};
 use trainer::link_model::DEFAULT_LINK_BPS;
 use trainer::DeviceMatmul;
@@ -111,11 +111,27 @@ impl DataArg {
 }
 
 /// A client for `spec` with the global link options.
-// TODO(lead): Device::open_with(&DeviceSpec, &OpenOptions) in the device crate.
+// TODO(lead): Device::open_with(&DeviceSpec, &OpenOptions) in the device crate
+// (then OpenError goes too).
 pub fn open_device(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Device> {
-    let link = link::open_with(spec, opts)
-        .map_err(|e| anyhow::Error::from(e).context("cannot open device"))?;
+    let link = link::open_with(spec, opts).map_err(OpenError)?;
     Ok(Device::new(link))
+}
+
+/// A link that did not open, worded as `Device::open` words it.
+#[derive(Debug)]
+struct OpenError(LinkError);
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot open device: {}", self.0)
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 /// The DLA-backed executor on `device`, RESET, with `faults` applied.
