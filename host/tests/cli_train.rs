@@ -2,19 +2,11 @@
 //! 28×28 data set and the golden-model device (`model:4x4`).
 use std::process::Command;
 
-use faultloop_tests::write_synthetic_split;
+use faultloop_tests::{run_json, write_synthetic_split};
 use serde_json::Value;
 
 fn faultloop(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_faultloop")).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "faultloop {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("faultloop {args:?}: not JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout))
-    })
+    run_json(env!("CARGO_BIN_EXE_faultloop"), args)
 }
 
 #[test]

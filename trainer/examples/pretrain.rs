@@ -12,10 +12,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use tch::nn;
 use trainer::data::{Dataset, Split, DEFAULT_DIR};
-use trainer::train::{self, OptimizerKind, TrainConfig};
-use trainer::{checkpoint, reference, HostMatmul, Model, ModelSpec};
+use trainer::train::{self, OptimizerKind, PretrainEpoch, TrainConfig};
+use trainer::{checkpoint, reference, HostMatmul, ModelSpec};
 
 fn main() -> Result<()> {
     let mut cfg = TrainConfig::default();
@@ -51,33 +50,21 @@ fn main() -> Result<()> {
     // OpenMP pool's spin-waiting makes 2 threads 3-8x slower as soon as
     // anything else runs (measured); pass --threads 2 on an idle machine.
     tch::set_num_threads(threads.unwrap_or(1));
-    let spec = match model_kind.as_str() {
-        "mlp" => ModelSpec::mlp_default(),
-        "cnn" => ModelSpec::cnn_default(),
-        m => bail!("unknown model {m} (mlp or cnn)"),
+    let spec: ModelSpec = model_kind.parse()?;
+    eprintln!("{model_kind}: {} torch threads, {cfg:?}", tch::get_num_threads());
+
+    // Pretrain (and save, with --out) exactly as `faultloop pretrain` does.
+    let print_epoch = |s: &PretrainEpoch| println!("{}", serde_json::to_string(s).unwrap());
+    let p = match &out {
+        Some(dir) => {
+            train::pretrain_to_checkpoint(&data_dir, &spec, &cfg, limit, dir, print_epoch)?
+        }
+        None => train::pretrain_from_dir(&data_dir, &spec, &cfg, limit, print_epoch)?,
     };
-
-    let mut train_set = Dataset::load(&data_dir, Split::Train)?;
+    let (model, stats, total) = (&p.model, &p.history, p.seconds);
+    eprintln!("{model_kind}: {} train / {} test examples", p.train_samples, p.test_samples);
     let test_set = Dataset::load(&data_dir, Split::Test)?;
-    if let Some(n) = limit {
-        train_set = train_set.take(n);
-    }
-    eprintln!(
-        "{model_kind}: {} train / {} test examples, {} torch threads, {cfg:?}",
-        train_set.len(),
-        test_set.len(),
-        tch::get_num_threads()
-    );
-
-    tch::manual_seed(cfg.seed);
-    let vs = nn::VarStore::new(tch::Device::Cpu);
-    let model = Model::new(&vs.root(), &spec)?;
     let mut host = HostMatmul::new();
-    let t0 = Instant::now();
-    let stats = train::pretrain(&model, &vs, &train_set, &test_set, &cfg, &mut host, |s| {
-        println!("{}", serde_json::to_string(s).unwrap());
-    })?;
-    let total = t0.elapsed().as_secs_f64();
 
     // Cross-check: the plain-Rust reference on the export agrees with the
     // tensor int8 path on the whole test set.
@@ -90,17 +77,12 @@ fn main() -> Result<()> {
     let ref_acc = ref_pred.iter().zip(&labels).filter(|(p, l)| **p as i64 == **l).count() as f64
         / labels.len() as f64;
     let tensor_pred =
-        Vec::<i64>::try_from(&train::predict(&model, &test_set, cfg.eval_batch, Some(&mut host))?)?;
+        Vec::<i64>::try_from(&train::predict(model, &test_set, cfg.eval_batch, Some(&mut host))?)?;
     let agree = ref_pred.iter().zip(&tensor_pred).all(|(a, b)| *a as i64 == *b);
-    let float_acc = train::evaluate(&model, &test_set, cfg.eval_batch, None)?;
+    let float_acc = train::evaluate(model, &test_set, cfg.eval_batch, None)?;
 
     let last = stats.last().cloned();
-    let info = serde_json::json!({
-        "config": cfg, "train_examples": train_set.len(), "data_dir": data_dir,
-        "test_accuracy_int8": last.as_ref().map(|s| s.test_accuracy_int8),
-    });
     if let Some(dir) = &out {
-        checkpoint::save(dir, &vs, &model, info.clone())?;
         let (_, loaded, _) = checkpoint::load(dir)?;
         if loaded.export() != exp {
             bail!("checkpoint {} does not load back to the same int8 model", dir.display());

@@ -1,7 +1,7 @@
 //! Checkpoints: a directory (conventionally `NAME.ckpt/`) holding
 //!
 //! * `weights.safetensors`: `VarStore::save` of the whole model — the float
-//!   master weights `<layer>.weight` [K, N] and `<layer>.bias` [N], and the
+//!   master weights `<layer>.weight` \[K, N\] and `<layer>.bias` \[N\], and the
 //!   quantization state `<layer>.in_max` (running max |input|, scalar) and
 //!   `<layer>.w_scale` (frozen weight scale, 0 = dynamic);
 //! * `meta.json`: [`CheckpointMeta`] — format tag and version, the

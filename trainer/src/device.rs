@@ -16,23 +16,31 @@
 //!   `t`), so no update is lost. [`Compress::Dense`] rewrites every layer on
 //!   every update (the baseline).
 //! * Protection per layer ([`LayerMode`]): `Device` (plain), `Tmr` (three
-//!   runs with the rotations of [`crate::tmr::ROTATIONS`]-style choice, bitwise
-//!   majority of the int32 results), or `Host` (the integer reference on the
-//!   host: a fault-free device, used by the per-layer vulnerability analysis).
+//!   runs under the rotations of [`crate::vote::rotations`], or the layer's
+//!   own from [`DeviceMatmul::set_layer_rotations`], e.g. calibrated by
+//!   [`crate::tmr::calibrate`]; bitwise majority of the int32 results), or
+//!   `Host` (the integer reference on the host: a fault-free device, used by
+//!   the per-layer vulnerability analysis).
 //! * Accounting: bytes to and from the device (the client's counters), MACs
 //!   run on the device (TMR counts all three runs) and per layer, and the
-//!   weight-update bytes: what a dense rewrite would have cost vs what was sent.
+//!   weight-update bytes: what a dense rewrite would have cost vs what was
+//!   sent ([`DeviceUsage`] takes all of them at once).
+//! * Errors: [`ExecutorError`] from the inherent methods; the
+//!   [`Int8Matmul`] impl boxes it.
+use std::ops::{Add, Sub};
 use std::time::Instant;
 
 use faultloop_device::client::Device;
+use faultloop_device::open::{self as link, DeviceSpec, OpenOptions};
 use faultloop_proto::faultmap::FaultMap;
 use faultloop_proto::layout::{MatrixLayout, WeightAllocator};
 use faultloop_proto::{Info, FRAME_OVERHEAD, PATCH_ENTRY_LEN};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ExecError;
-use crate::exec::{matmul_i8_ref, Int8Matmul};
-use crate::tmr;
+use crate::error::{Error, ExecError, ExecutorError, Result, ShapeError};
+use crate::exec::{check_matmul, check_weights, matmul_i8_ref, Int8Matmul};
+use crate::model::Model;
+use crate::vote;
 
 /// How weight updates travel to the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -45,13 +53,28 @@ pub enum Compress {
     Sparse,
 }
 
+/// `dense` or `sparse`, as `--compress` and the JSON spell it.
+impl std::fmt::Display for Compress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compress::Dense => "dense",
+            Compress::Sparse => "sparse",
+        })
+    }
+}
+
+/// A compression name other than `dense` or `sparse`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("compression `{0}`: expected dense or sparse")]
+pub struct ParseCompressError(pub String);
+
 impl std::str::FromStr for Compress {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseCompressError;
+    fn from_str(s: &str) -> Result<Self, ParseCompressError> {
         match s {
             "dense" => Ok(Compress::Dense),
             "sparse" => Ok(Compress::Sparse),
-            _ => Err(format!("compression `{s}`: expected dense or sparse")),
+            _ => Err(ParseCompressError(s.to_string())),
         }
     }
 }
@@ -86,6 +109,70 @@ pub struct UpdateStats {
     pub withheld_values: u64,
     pub patch_updates: u64,
     pub dense_updates: u64,
+}
+
+/// Applies `op` to every field of two [`UpdateStats`].
+fn zip_stats(a: UpdateStats, b: UpdateStats, op: impl Fn(u64, u64) -> u64) -> UpdateStats {
+    UpdateStats {
+        updates: op(a.updates, b.updates),
+        bytes_dense: op(a.bytes_dense, b.bytes_dense),
+        bytes_sent: op(a.bytes_sent, b.bytes_sent),
+        changed_values: op(a.changed_values, b.changed_values),
+        sent_values: op(a.sent_values, b.sent_values),
+        withheld_values: op(a.withheld_values, b.withheld_values),
+        patch_updates: op(a.patch_updates, b.patch_updates),
+        dense_updates: op(a.dense_updates, b.dense_updates),
+    }
+}
+
+impl Add for UpdateStats {
+    type Output = UpdateStats;
+    fn add(self, o: UpdateStats) -> UpdateStats {
+        zip_stats(self, o, |a, b| a + b)
+    }
+}
+
+/// The updates between two snapshots (`later - earlier`).
+impl Sub for UpdateStats {
+    type Output = UpdateStats;
+    fn sub(self, o: UpdateStats) -> UpdateStats {
+        zip_stats(self, o, |a, b| a - b)
+    }
+}
+
+/// A snapshot of a [`DeviceMatmul`]'s cumulative counters
+/// ([`DeviceMatmul::usage`]); subtract two for what happened in between.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceUsage {
+    pub bytes_to_device: u64,
+    pub bytes_from_device: u64,
+    /// MACs run on the device (TMR: all three runs).
+    pub device_macs: u64,
+    pub update: UpdateStats,
+}
+
+impl Add for DeviceUsage {
+    type Output = DeviceUsage;
+    fn add(self, o: DeviceUsage) -> DeviceUsage {
+        DeviceUsage {
+            bytes_to_device: self.bytes_to_device + o.bytes_to_device,
+            bytes_from_device: self.bytes_from_device + o.bytes_from_device,
+            device_macs: self.device_macs + o.device_macs,
+            update: self.update + o.update,
+        }
+    }
+}
+
+impl Sub for DeviceUsage {
+    type Output = DeviceUsage;
+    fn sub(self, o: DeviceUsage) -> DeviceUsage {
+        DeviceUsage {
+            bytes_to_device: self.bytes_to_device - o.bytes_to_device,
+            bytes_from_device: self.bytes_from_device - o.bytes_from_device,
+            device_macs: self.device_macs - o.device_macs,
+            update: self.update - o.update,
+        }
+    }
 }
 
 struct Slot {
@@ -143,9 +230,9 @@ impl std::fmt::Debug for DeviceMatmul {
 
 impl DeviceMatmul {
     /// Wrap an open device (reads its INFO).
-    pub fn new(mut dev: Device) -> Result<DeviceMatmul, ExecError> {
+    pub fn new(mut dev: Device) -> Result<DeviceMatmul, ExecutorError> {
         let info = dev.info()?;
-        let rotations = tmr::rotations(info.rows, info.cols);
+        let rotations = vote::rotations(info.rows, info.cols);
         Ok(DeviceMatmul {
             alloc: WeightAllocator::for_info(&info),
             info,
@@ -163,18 +250,25 @@ impl DeviceMatmul {
         })
     }
 
-    /// Open a device string (`sim`, `model:8x8`, ...), RESET it and apply
-    /// `faults` (or clear all faults).
-    pub fn open(spec: &str, faults: Option<&FaultMap>) -> Result<DeviceMatmul, ExecError> {
-        let mut dev = Device::open(spec)?;
+    /// Open a device string (`sim`, `model:8x8`, ...) with the default
+    /// [`OpenOptions`] (a `tcp://` token from `FAULTLOOP_TOKEN`), RESET it and
+    /// apply `faults` (or clear all faults).
+    pub fn open(spec: &str, faults: Option<&FaultMap>) -> Result<DeviceMatmul, ExecutorError> {
+        DeviceMatmul::open_with(spec, &OpenOptions::default(), faults)
+    }
+
+    /// [`DeviceMatmul::open`] with explicit link options (a `tcp://` token or
+    /// token file, serial settings, timeouts).
+    pub fn open_with(
+        spec: &str,
+        opts: &OpenOptions,
+        faults: Option<&FaultMap>,
+    ) -> Result<DeviceMatmul, ExecutorError> {
+        let spec: DeviceSpec = spec.parse().map_err(ExecutorError::Open)?;
+        let link = link::open_with(&spec, opts).map_err(ExecutorError::Open)?;
+        let mut dev = Device::new(link);
         dev.reset()?;
-        match faults {
-            Some(m) => dev.apply_fault_map(m)?,
-            None => {
-                dev.clear_faults()?;
-                dev.set_seu(0, 0)?;
-            }
-        }
+        apply_faults(&mut dev, faults)?;
         DeviceMatmul::new(dev)
     }
 
@@ -191,15 +285,8 @@ impl DeviceMatmul {
     }
 
     /// Apply a fault map (CLEAR_FAULTS first) or clear every fault.
-    pub fn set_faults(&mut self, faults: Option<&FaultMap>) -> Result<(), ExecError> {
-        match faults {
-            Some(m) => self.dev.apply_fault_map(m)?,
-            None => {
-                self.dev.clear_faults()?;
-                self.dev.set_seu(0, 0)?;
-            }
-        }
-        Ok(())
+    pub fn set_faults(&mut self, faults: Option<&FaultMap>) -> Result<(), ExecutorError> {
+        apply_faults(&mut self.dev, faults)
     }
 
     pub fn set_compress(&mut self, c: Compress) {
@@ -231,18 +318,9 @@ impl DeviceMatmul {
         self.modes.get(layer).copied().unwrap_or_default()
     }
 
-    /// All layers back to [`LayerMode::Device`].
-    pub fn clear_modes(&mut self) {
-        self.modes.clear();
-    }
-
     /// The three TMR rotations (the first is (0, 0)).
     pub fn rotations(&self) -> [(u8, u8); 3] {
         self.rotations
-    }
-
-    pub fn set_rotations(&mut self, r: [(u8, u8); 3]) {
-        self.rotations = r;
     }
 
     /// TMR rotations of one layer (`None`: the default ones).
@@ -266,16 +344,24 @@ impl DeviceMatmul {
         a: &[i8],
         m: usize,
         rot: (u8, u8),
-    ) -> Result<Vec<i32>, ExecError> {
-        let Some(Some(slot)) = self.slots.get(layer) else {
-            return Err(format!("layer {layer}: no weights installed").into());
-        };
+    ) -> Result<Vec<i32>, ExecutorError> {
+        let slot = self.slot(layer)?;
         let (base, k, n) = (slot.layout.base as u32, slot.layout.k, slot.layout.n);
         Ok(self.dev.matmul(base, m, k, n, rot, a)?)
     }
 
     pub fn update_stats(&self) -> UpdateStats {
         self.stats
+    }
+
+    /// All cumulative counters at once (bytes, device MACs, updates).
+    pub fn usage(&self) -> DeviceUsage {
+        DeviceUsage {
+            bytes_to_device: self.bytes_to_device(),
+            bytes_from_device: self.bytes_from_device(),
+            device_macs: self.device_macs(),
+            update: self.stats,
+        }
     }
 
     pub fn bytes_to_device(&self) -> u64 {
@@ -323,27 +409,44 @@ impl DeviceMatmul {
 
     /// Install `w` as what the device holds for `layer` with a dense write,
     /// without counting it as an update (initial loads, resuming).
-    pub fn install(&mut self, layer: usize, w: &[i8], k: usize, n: usize) -> Result<(), ExecError> {
-        if w.len() != k * n {
-            return Err(format!("layer {layer}: {} weights for K×N = {k}×{n}", w.len()).into());
-        }
+    pub fn install(
+        &mut self,
+        layer: usize,
+        w: &[i8],
+        k: usize,
+        n: usize,
+    ) -> Result<(), ExecutorError> {
+        check_weights(layer, w.len(), k, n)?;
         if self.slots.len() <= layer {
             self.slots.resize_with(layer + 1, || None);
         }
         let layout = match &self.slots[layer] {
-            Some(s) if (s.layout.k, s.layout.n) == (k, n) => s.layout,
             Some(s) => {
-                return Err(format!(
-                    "layer {layer}: weights {k}×{n}, but {}×{} is allocated",
-                    s.layout.k, s.layout.n
-                )
-                .into())
+                check_allocated(layer, &s.layout, k, n)?;
+                s.layout
             }
             None => self.alloc.alloc(&format!("layer {layer}"), k, n)?,
         };
         self.dev.load_layout(&layout, w)?;
         self.slots[layer] = Some(Slot { layout, held: w.to_vec() });
         Ok(())
+    }
+
+    /// Install `model`'s current int8 weights as the device copy (not
+    /// counted as updates), every layer at its index.
+    pub fn install_model(&mut self, model: &Model) -> Result<()> {
+        for l in model.layers() {
+            self.install(l.index, &l.int8_weights(), l.k, l.n).map_err(|e| Error::Exec {
+                layer: l.index,
+                name: l.name.clone(),
+                source: e.into(),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn slot(&self, layer: usize) -> Result<&Slot, ShapeError> {
+        self.slots.get(layer).and_then(Option::as_ref).ok_or(ShapeError::NoWeights { layer })
     }
 
     fn grow_counters(&mut self, layer: usize) {
@@ -354,20 +457,46 @@ impl DeviceMatmul {
     }
 }
 
-impl Int8Matmul for DeviceMatmul {
-    fn set_weights(&mut self, layer: usize, w: &[i8], k: usize, n: usize) -> Result<(), ExecError> {
+/// RESET-time fault setup: apply `faults` (CLEAR_FAULTS first), or clear
+/// every fault and transient flip.
+fn apply_faults(dev: &mut Device, faults: Option<&FaultMap>) -> Result<(), ExecutorError> {
+    match faults {
+        Some(m) => dev.apply_fault_map(m)?,
+        None => {
+            dev.clear_faults()?;
+            dev.set_seu(0, 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// New weights for an allocated layer must have its K×N.
+fn check_allocated(
+    layer: usize,
+    layout: &MatrixLayout,
+    k: usize,
+    n: usize,
+) -> Result<(), ShapeError> {
+    if (layout.k, layout.n) != (k, n) {
+        return Err(ShapeError::Allocated { layer, k, n, held_k: layout.k, held_n: layout.n });
+    }
+    Ok(())
+}
+
+// The executor's work, with its own error type; `Int8Matmul` boxes it.
+impl DeviceMatmul {
+    fn update_weights(
+        &mut self,
+        layer: usize,
+        w: &[i8],
+        k: usize,
+        n: usize,
+    ) -> Result<(), ExecutorError> {
         let Some(Some(slot)) = self.slots.get_mut(layer) else {
             return self.install(layer, w, k, n);
         };
-        if (slot.layout.k, slot.layout.n) != (k, n) || w.len() != k * n {
-            return Err(format!(
-                "layer {layer}: {} weights {k}×{n}, but {}×{} is allocated",
-                w.len(),
-                slot.layout.k,
-                slot.layout.n
-            )
-            .into());
-        }
+        check_weights(layer, w.len(), k, n)?;
+        check_allocated(layer, &slot.layout, k, n)?;
         let buf = self.info.buf_bytes;
         let dense = dense_write_bytes(slot.layout.len(), buf);
         let t = self.threshold as i16;
@@ -409,27 +538,18 @@ impl Int8Matmul for DeviceMatmul {
         Ok(())
     }
 
-    fn matmul(
+    fn run_matmul(
         &mut self,
         layer: usize,
         a: &[i8],
         m: usize,
         k: usize,
         n: usize,
-    ) -> Result<Vec<i32>, ExecError> {
+    ) -> Result<Vec<i32>, ExecutorError> {
         let mode = self.mode(layer);
-        let Some(Some(slot)) = self.slots.get(layer) else {
-            return Err(format!("layer {layer}: no weights installed").into());
-        };
-        if (slot.layout.k, slot.layout.n) != (k, n) || a.len() != m * k {
-            return Err(format!(
-                "layer {layer}: matmul {m}×{k}×{n} with {} activations against weights {}×{}",
-                a.len(),
-                slot.layout.k,
-                slot.layout.n
-            )
-            .into());
-        }
+        let held = self.slots.get(layer).and_then(Option::as_ref).map(|s| (s.layout.k, s.layout.n));
+        check_matmul(layer, held, a.len(), m, k, n)?;
+        let slot = self.slot(layer)?;
         let base = slot.layout.base as u32;
         let host = (mode == LayerMode::Host).then(|| matmul_i8_ref(a, &slot.held, m, k, n));
         self.grow_counters(layer);
@@ -448,11 +568,28 @@ impl Int8Matmul for DeviceMatmul {
                 let x = self.dev.matmul(base, m, k, n, r0, a)?;
                 let y = self.dev.matmul(base, m, k, n, r1, a)?;
                 let z = self.dev.matmul(base, m, k, n, r2, a)?;
-                tmr::vote(&x, &y, &z)
+                vote::vote(&x, &y, &z)
             }
         };
         self.matmul_seconds += t0.elapsed().as_secs_f64();
         Ok(out)
+    }
+}
+
+impl Int8Matmul for DeviceMatmul {
+    fn set_weights(&mut self, layer: usize, w: &[i8], k: usize, n: usize) -> Result<(), ExecError> {
+        Ok(self.update_weights(layer, w, k, n)?)
+    }
+
+    fn matmul(
+        &mut self,
+        layer: usize,
+        a: &[i8],
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<Vec<i32>, ExecError> {
+        Ok(self.run_matmul(layer, a, m, k, n)?)
     }
 }
 
@@ -468,5 +605,40 @@ mod tests {
         assert_eq!(patch_bytes(0, 4096), 0);
         assert_eq!(patch_bytes(3, 4096), 12 + FRAME_OVERHEAD as u64);
         assert_eq!(patch_bytes(2000, 4096), 8000 + 2 * FRAME_OVERHEAD as u64);
+    }
+
+    #[test]
+    fn usage_snapshots_subtract_field_by_field() {
+        let u = |n: u64| UpdateStats {
+            updates: n,
+            bytes_dense: 2 * n,
+            bytes_sent: 3 * n,
+            changed_values: 4 * n,
+            sent_values: 5 * n,
+            withheld_values: 6 * n,
+            patch_updates: 7 * n,
+            dense_updates: 8 * n,
+        };
+        assert_eq!(u(5) - u(2), u(3));
+        assert_eq!(u(2) + u(3), u(5));
+        let d = |n: u64| DeviceUsage {
+            bytes_to_device: n,
+            bytes_from_device: 10 * n,
+            device_macs: 100 * n,
+            update: u(n),
+        };
+        assert_eq!(d(9) - d(4), d(5));
+        assert_eq!(d(4) + (d(9) - d(4)), d(9));
+    }
+
+    #[test]
+    fn compress_parses_and_prints_its_names() {
+        for c in [Compress::Dense, Compress::Sparse] {
+            assert_eq!(c.to_string().parse::<Compress>(), Ok(c));
+            assert_eq!(serde_json::to_value(c).unwrap(), c.to_string());
+        }
+        let e = "zip".parse::<Compress>().unwrap_err();
+        assert_eq!(e, ParseCompressError("zip".into()));
+        assert_eq!(e.to_string(), "compression `zip`: expected dense or sparse");
     }
 }

@@ -1,5 +1,13 @@
-//! The crate's error type.
+//! The crate's errors: [`Error`] for the library as a whole, [`ExecutorError`]
+//! for the DLA-backed executor ([`crate::DeviceMatmul`]), [`ShapeError`] for
+//! the shape contract every executor checks, and [`ExecError`], the boxed
+//! error of the [`crate::Int8Matmul`] trait.
 use std::path::PathBuf;
+
+use faultloop_device::client::{ApplyError, DeviceError};
+use faultloop_device::open::LinkError;
+use faultloop_proto::faultmap::FaultMapError;
+use faultloop_proto::layout::LayoutError;
 
 /// Error from an [`crate::Int8Matmul`] executor (device link, shape, ...).
 pub type ExecError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -33,6 +41,15 @@ pub enum Error {
     #[error("layer {layer} ({name}): matmul executor: {source}")]
     Exec { layer: usize, name: String, source: ExecError },
 
+    /// The DLA-backed executor failed outside a layer's matmul (opening the
+    /// device, applying a fault map).
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
+
+    /// A fault map could not be made.
+    #[error(transparent)]
+    FaultMap(#[from] FaultMapError),
+
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }
@@ -46,4 +63,47 @@ impl Error {
     pub(crate) fn idx(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::Idx { path: path.into(), msg: msg.into() }
     }
+}
+
+/// A weight install or matmul that breaks an executor's shape contract (see
+/// [`crate::exec::check_weights`] and [`crate::exec::check_matmul`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    /// A matmul (or probe) of a layer whose weights were never installed.
+    #[error("layer {layer}: no weights installed")]
+    NoWeights { layer: usize },
+    /// The weight slice does not hold K×N values.
+    #[error("layer {layer}: weights have {len} values, K×N = {k}×{n}")]
+    WeightCount { layer: usize, len: usize, k: usize, n: usize },
+    /// New weights of another shape than the device region allocated for the layer.
+    #[error("layer {layer}: weights {k}×{n}, but {held_k}×{held_n} is allocated")]
+    Allocated { layer: usize, k: usize, n: usize, held_k: usize, held_n: usize },
+    /// Activations or dimensions that do not match the installed weights.
+    #[error(
+        "layer {layer}: matmul {m}×{k}×{n} with {len} activations against weights \
+         {held_k}×{held_n}"
+    )]
+    Matmul { layer: usize, m: usize, k: usize, n: usize, len: usize, held_k: usize, held_n: usize },
+}
+
+/// What [`crate::DeviceMatmul`] reports: a broken shape contract, or the
+/// device, its weight memory, the fault map or the link failing. Callers can
+/// tell "no weights installed" (`Shape(ShapeError::NoWeights { .. })`) from a
+/// device failure (`Device(..)`).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    /// A request to the device failed.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// A layer does not fit the device's weight memory.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// A fault map could not be applied.
+    #[error(transparent)]
+    Faults(#[from] ApplyError),
+    /// The device string does not parse, or its link does not open.
+    #[error("cannot open device: {0}")]
+    Open(#[source] LinkError),
 }

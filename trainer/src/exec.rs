@@ -9,7 +9,7 @@
 //! is two's-complement wrapping 32-bit, as in the DLA.
 use tch::{Kind, Tensor};
 
-use crate::error::ExecError;
+use crate::error::{ExecError, ShapeError};
 
 pub trait Int8Matmul {
     /// Install `layer`'s weights: `w` is K×N row-major int8.
@@ -53,8 +53,30 @@ fn matmul_rows(a: &[i8], w: &[i8], k: usize, n: usize, out: &mut [i32]) {
     }
 }
 
-fn shape_err(layer: usize, msg: String) -> ExecError {
-    format!("layer {layer}: {msg}").into()
+/// The shape check of [`Int8Matmul::set_weights`]: `len` values for K×N.
+pub fn check_weights(layer: usize, len: usize, k: usize, n: usize) -> Result<(), ShapeError> {
+    if len != k * n {
+        return Err(ShapeError::WeightCount { layer, len, k, n });
+    }
+    Ok(())
+}
+
+/// The shape check of [`Int8Matmul::matmul`]: `held` is the K×N of the
+/// weights installed for `layer` (`None`: none), `len` the number of
+/// activations, which must be M×K with the held K and N.
+pub fn check_matmul(
+    layer: usize,
+    held: Option<(usize, usize)>,
+    len: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Result<(), ShapeError> {
+    let (held_k, held_n) = held.ok_or(ShapeError::NoWeights { layer })?;
+    if (held_k, held_n) != (k, n) || len != m * k {
+        return Err(ShapeError::Matmul { layer, m, k, n, len, held_k, held_n });
+    }
+    Ok(())
 }
 
 /// Host reference executor: the integer matmul in Rust, split over threads.
@@ -78,12 +100,7 @@ impl HostMatmul {
 
 impl Int8Matmul for HostMatmul {
     fn set_weights(&mut self, layer: usize, w: &[i8], k: usize, n: usize) -> Result<(), ExecError> {
-        if w.len() != k * n {
-            return Err(shape_err(
-                layer,
-                format!("weights have {} values, K×N = {k}×{n}", w.len()),
-            ));
-        }
+        check_weights(layer, w.len(), k, n)?;
         if self.weights.len() <= layer {
             self.weights.resize(layer + 1, None);
         }
@@ -99,17 +116,9 @@ impl Int8Matmul for HostMatmul {
         k: usize,
         n: usize,
     ) -> Result<Vec<i32>, ExecError> {
-        let (w, wk, wn) =
-            self.weights(layer).ok_or_else(|| shape_err(layer, "no weights installed".into()))?;
-        if (wk, wn) != (k, n) || a.len() != m * k {
-            return Err(shape_err(
-                layer,
-                format!(
-                    "matmul {m}×{k}×{n} with {} activations against weights {wk}×{wn}",
-                    a.len()
-                ),
-            ));
-        }
+        let held = self.weights(layer);
+        check_matmul(layer, held.map(|(_, k, n)| (k, n)), a.len(), m, k, n)?;
+        let (w, _, _) = held.expect("checked");
         let mut out = vec![0i32; m * n];
         let threads = self.threads.max(1);
         let rows_per = m.div_ceil(threads).max(64);
@@ -151,12 +160,7 @@ impl TorchMatmul {
 
 impl Int8Matmul for TorchMatmul {
     fn set_weights(&mut self, layer: usize, w: &[i8], k: usize, n: usize) -> Result<(), ExecError> {
-        if w.len() != k * n {
-            return Err(shape_err(
-                layer,
-                format!("weights have {} values, K×N = {k}×{n}", w.len()),
-            ));
-        }
+        check_weights(layer, w.len(), k, n)?;
         if self.weights.len() <= layer {
             self.weights.resize_with(layer + 1, || None);
         }
@@ -173,20 +177,9 @@ impl Int8Matmul for TorchMatmul {
         k: usize,
         n: usize,
     ) -> Result<Vec<i32>, ExecError> {
-        let (w, wk, wn) = self
-            .weights
-            .get(layer)
-            .and_then(|x| x.as_ref())
-            .ok_or_else(|| shape_err(layer, "no weights installed".into()))?;
-        if (*wk, *wn) != (k, n) || a.len() != m * k {
-            return Err(shape_err(
-                layer,
-                format!(
-                    "matmul {m}×{k}×{n} with {} activations against weights {wk}×{wn}",
-                    a.len()
-                ),
-            ));
-        }
+        let held = self.weights.get(layer).and_then(|x| x.as_ref());
+        check_matmul(layer, held.map(|(_, k, n)| (*k, *n)), a.len(), m, k, n)?;
+        let (w, _, _) = held.expect("checked");
         let at = Tensor::from_slice(a).view([m as i64, k as i64]).to_kind(w.kind());
         let out = tch::no_grad(|| at.matmul(w)).to_kind(Kind::Int).view([-1]);
         Ok(Vec::<i32>::try_from(&out)?)
@@ -233,5 +226,9 @@ mod tests {
         h.set_weights(0, &[1, 2], 1, 2).unwrap();
         assert!(h.matmul(0, &[1, 2], 1, 2, 2).is_err());
         assert!(h.set_weights(1, &[1, 2, 3], 2, 2).is_err());
+        assert_eq!(check_matmul(3, None, 1, 1, 1, 1), Err(ShapeError::NoWeights { layer: 3 }));
+        assert!(check_matmul(0, Some((2, 2)), 4, 2, 2, 2).is_ok());
+        let e = check_matmul(0, Some((2, 2)), 3, 2, 2, 2).unwrap_err();
+        assert_eq!(e.to_string(), "layer 0: matmul 2×2×2 with 3 activations against weights 2×2");
     }
 }

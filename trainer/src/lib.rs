@@ -1,20 +1,41 @@
-//! trainer: libtorch training on the DLA (issue 3).
+//! trainer: libtorch training on the DLA, and the training jobs the
+//! `faultloop` CLI runs.
+//!
+//! The main types: [`Model`] (built from a [`ModelSpec`]) whose every layer
+//! is an int8 matmul run by an [`Int8Matmul`] executor: [`HostMatmul`] and
+//! [`TorchMatmul`] on the host, [`DeviceMatmul`] on a DLA. Training is
+//! [`train::pretrain`] (host, quantization-aware) and [`retrain::retrain`]
+//! (hardware in the loop, from a [`retrain::RetrainRun`] to a
+//! [`retrain::RetrainReport`]); protection is [`tmr::protect`] (a
+//! [`tmr::Protection`]).
 //!
 //! * [`data`]: idx (MNIST-format) reader and datasets.
 //! * [`quant`]: int8 symmetric per-tensor quantization, fake-quant (STE).
-//! * [`exec`]: the [`Int8Matmul`] executor trait and host implementations.
+//! * [`exec`]: the [`Int8Matmul`] executor trait, host implementations and
+//!   the shape checks every executor shares.
 //! * [`model`]: MLP and im2col CNN whose every layer is an int8 matmul.
-//! * [`reference`]: the same int8 inference in plain Rust, from an export.
-//! * [`train`]: quantization-aware pretraining and int8 evaluation.
+//! * [`mod@reference`]: the same int8 inference in plain Rust, from an export.
+//! * [`eval`]: accuracy on any executor, with a per-batch callback.
+//! * [`train`]: quantization-aware pretraining, prediction, and the whole
+//!   pretraining job ([`train::pretrain_to_checkpoint`]).
 //! * [`checkpoint`]: float master weights + scales + layer map on disk.
+//! * [`vote`]: the TMR mechanism (tile rotations, bitwise majority).
 //! * [`device`]: [`DeviceMatmul`], the executor whose matmuls run on a DLA
-//!   (`faultloop_device::client::Device`), with sparse weight increments and
-//!   per-layer TMR/host modes.
-//! * [`tmr`]: partial TMR — majority vote, rotations, per-layer
-//!   vulnerability analysis and layer selection under a MAC budget.
+//!   (`faultloop_device::client::Device`), with sparse weight increments,
+//!   per-layer TMR/host modes and its counters ([`device::DeviceUsage`]).
+//! * [`tmr`]: partial TMR policy — calibrated rotations, per-layer
+//!   vulnerability analysis, layer selection under a MAC budget.
 //! * [`retrain`]: hardware-in-the-loop retraining (forward on the device,
 //!   straight-through backward on the host) with checkpoint/resume.
+//! * [`link_model`]: the link-time (bandwidth) model of every report.
+//! * [`experiment`]: the jobs of `faultloop eval`, `retrain` and `demo` (device
+//!   evaluation with optional TMR, the fault-rate scan, the demo's chart).
 //! * [`plot`]: a hand-written SVG line chart (accuracy per epoch).
+//! * [`error`]: [`Error`], the executor's [`ExecutorError`] and [`ShapeError`].
+//!
+//! Modules depend on each other as a DAG: `device → vote, exec, model`;
+//! `eval → model, exec`; `tmr → device, eval`; `retrain → device, eval`;
+//! `experiment → tmr, retrain, eval, plot`.
 //!
 //! A layer's int8 matmul on the golden-model DLA equals the host reference
 //! when the device is fault-free (`no_run`: doctest binaries are linked in a
@@ -35,7 +56,10 @@ pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod exec;
+pub mod experiment;
+pub mod link_model;
 pub mod model;
 pub mod plot;
 pub mod quant;
@@ -43,8 +67,21 @@ pub mod reference;
 pub mod retrain;
 pub mod tmr;
 pub mod train;
+pub mod vote;
 
 pub use device::{Compress, DeviceMatmul, LayerMode};
-pub use error::{Error, ExecError, Result};
+pub use error::{Error, ExecError, ExecutorError, Result, ShapeError};
 pub use exec::{HostMatmul, Int8Matmul, TorchMatmul};
 pub use model::{LayerExport, Model, ModelExport, ModelSpec};
+
+/// The environment variable that sets libtorch's thread count ([`init_threads`]).
+pub const THREADS_ENV: &str = "FAULTLOOP_TORCH_THREADS";
+
+/// Set libtorch's intra-op thread count from [`THREADS_ENV`], 1 by default:
+/// on the shared 2-core machines libtorch's spin-waiting OpenMP pool made 2
+/// threads 3-8x slower (docs/training.md). Returns the count set.
+pub fn init_threads() -> i32 {
+    let n = std::env::var(THREADS_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    tch::set_num_threads(n);
+    n
+}

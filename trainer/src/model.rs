@@ -18,7 +18,7 @@
 //!   path evaluates on and trains through a device.
 //!
 //! Variables (named by `nn::Path`, which is the checkpoint and export map):
-//! `<layer>.weight` [K, N], `<layer>.bias` [N], and the non-trainable
+//! `<layer>.weight` \[K, N\], `<layer>.bias` \[N\], and the non-trainable
 //! `<layer>.in_max` (running max |input|, an EMA updated in training on the
 //! float path while observing is on) and `<layer>.w_scale` (0 = weight scale
 //! follows max|W|/127; > 0 = frozen scale).
@@ -46,6 +46,23 @@ pub enum ModelSpec {
     /// max pool), then one linear layer to `classes` logits. Input
     /// `[in_ch, height, width]`.
     Cnn { input: [usize; 3], channels: Vec<usize>, kernel: usize, classes: usize },
+}
+
+/// A model name other than `mlp` or `cnn`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown model `{0}` (mlp or cnn)")]
+pub struct ParseModelSpecError(pub String);
+
+/// `mlp` ([`ModelSpec::mlp_default`]) or `cnn` ([`ModelSpec::cnn_default`]).
+impl std::str::FromStr for ModelSpec {
+    type Err = ParseModelSpecError;
+    fn from_str(s: &str) -> std::result::Result<ModelSpec, ParseModelSpecError> {
+        match s {
+            "mlp" => Ok(ModelSpec::mlp_default()),
+            "cnn" => Ok(ModelSpec::cnn_default()),
+            _ => Err(ParseModelSpecError(s.to_string())),
+        }
+    }
 }
 
 impl ModelSpec {

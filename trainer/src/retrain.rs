@@ -1,7 +1,11 @@
-//! Hardware-in-the-loop retraining (R2F / DESIGN §6): the forward pass runs on
-//! the (faulty) device through a [`DeviceMatmul`], the backward pass on the
-//! host (straight-through), and after every optimizer step only the int8
-//! weights that changed are shipped back (see [`crate::device`]).
+//! Hardware-in-the-loop retraining (R2F): the forward pass runs on the
+//! (faulty) device through a [`DeviceMatmul`], the backward pass on the host
+//! (straight-through), and after every optimizer step only the int8 weights
+//! that changed are shipped back (see [`crate::device`]).
+//!
+//! [`retrain`] runs a [`RetrainRun`] and returns a [`RetrainReport`]: one
+//! [`RetrainEpoch`] per epoch, the byte/MAC [`Totals`], and the derived
+//! figures (bytes saved, seconds per epoch, link-model seconds).
 //!
 //! Choices (all recorded in the checkpoint):
 //! * Weight scales are frozen and activation observers off, so an update
@@ -33,9 +37,10 @@ use tch::{nn, Kind, Tensor};
 
 use crate::checkpoint;
 use crate::data::Dataset;
-use crate::device::{Compress, DeviceMatmul, UpdateStats};
+use crate::device::{Compress, DeviceMatmul, DeviceUsage, UpdateStats};
 use crate::error::{Error, Result};
-use crate::exec::Int8Matmul;
+use crate::eval;
+use crate::link_model::link_seconds;
 use crate::model::Model;
 
 pub const STATE_FILE: &str = "retrain_state.json";
@@ -212,8 +217,10 @@ pub fn epoch_order(seed: u64, epoch: usize, train_len: usize, samples: usize) ->
     rng.sample_indices(train_len, samples.min(train_len))
 }
 
+/// One epoch of retraining on the device (the host-pretraining
+/// counterpart is [`crate::train::PretrainEpoch`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
+pub struct RetrainEpoch {
     /// 1-based.
     pub epoch: usize,
     pub lr: f64,
@@ -253,6 +260,25 @@ pub struct Totals {
     pub eval_seconds: f64,
 }
 
+impl Totals {
+    /// The device counters these totals carry.
+    pub fn usage(&self) -> DeviceUsage {
+        DeviceUsage {
+            bytes_to_device: self.bytes_to_device,
+            bytes_from_device: self.bytes_from_device,
+            device_macs: self.device_macs,
+            update: self.update,
+        }
+    }
+
+    fn set_usage(&mut self, u: DeviceUsage) {
+        self.bytes_to_device = u.bytes_to_device;
+        self.bytes_from_device = u.bytes_from_device;
+        self.device_macs = u.device_macs;
+        self.update = u.update;
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct State {
     format: String,
@@ -261,7 +287,7 @@ struct State {
     epoch: usize,
     step_in_epoch: usize,
     accuracy_before: f64,
-    history: Vec<EpochRecord>,
+    history: Vec<RetrainEpoch>,
     acc: EpochAcc,
     totals: Totals,
     /// What the device holds, per layer (K×N int8).
@@ -274,7 +300,7 @@ pub struct RetrainReport {
     pub config: RetrainConfig,
     pub accuracy_before: f64,
     pub accuracy_after: f64,
-    pub history: Vec<EpochRecord>,
+    pub history: Vec<RetrainEpoch>,
     pub totals: Totals,
     pub steps_per_epoch: usize,
     pub samples_per_epoch: usize,
@@ -288,45 +314,36 @@ pub struct RetrainReport {
     pub finished: bool,
 }
 
+impl RetrainReport {
+    /// Weight-update bytes saved against dense rewrites, % of dense.
+    pub fn bytes_saved_pct(&self) -> f64 {
+        100.0 * (1.0 - self.bytes_per_step_sent / self.bytes_per_step_dense.max(1e-9))
+    }
+
+    /// Training wall seconds per epoch (evaluation not included).
+    pub fn seconds_per_epoch(&self) -> f64 {
+        self.totals.train_seconds / self.history.len().max(1) as f64
+    }
+
+    /// Link-model seconds of all the traffic (to and from the device) at `bps`.
+    pub fn link_seconds(&self, bps: f64) -> f64 {
+        link_seconds(self.totals.bytes_to_device + self.totals.bytes_from_device, bps)
+    }
+
+    /// Link-model seconds of the weight updates alone at `bps`.
+    pub fn link_seconds_weight_updates(&self, bps: f64) -> f64 {
+        link_seconds(self.totals.update.bytes_sent, bps)
+    }
+}
+
 /// Progress events for bars and logs.
 #[derive(Debug, Clone)]
 pub enum Progress<'a> {
     Start { steps_total: usize, steps_done: usize },
     Step { epoch: usize, step: usize, loss: f64 },
     Eval { what: &'static str },
-    Epoch(&'a EpochRecord),
+    Epoch(&'a RetrainEpoch),
     Checkpoint { steps_done: usize },
-}
-
-/// Accuracy on `data` with the weights already installed on `exec` (no
-/// `sync_weights`, so no update traffic is counted).
-pub fn evaluate_installed(
-    model: &Model,
-    data: &Dataset,
-    batch: usize,
-    exec: &mut dyn Int8Matmul,
-) -> Result<f64> {
-    let mut correct = 0i64;
-    tch::no_grad(|| -> Result<()> {
-        for (xs, ys) in data.batches(batch.max(1), false) {
-            let pred = model.forward_exec(&xs, false, Some(&mut *exec))?.argmax(-1, false);
-            correct += pred.eq_tensor(&ys).sum(Kind::Int64).int64_value(&[]);
-        }
-        Ok(())
-    })?;
-    Ok(correct as f64 / data.len().max(1) as f64)
-}
-
-/// Install `model`'s current int8 weights as the device copy (not counted as updates).
-pub fn install_model(model: &Model, exec: &mut DeviceMatmul) -> Result<()> {
-    for l in model.layers() {
-        exec.install(l.index, &l.int8_weights(), l.k, l.n).map_err(|source| Error::Exec {
-            layer: l.index,
-            name: l.name.clone(),
-            source,
-        })?;
-    }
-    Ok(())
 }
 
 fn subset(data: &Dataset, idx: &[usize]) -> (Tensor, Tensor) {
@@ -377,25 +394,31 @@ pub fn has_state(dir: &Path) -> bool {
     dir.join(STATE_FILE).is_file() && dir.join(ADAM_FILE).is_file()
 }
 
-/// Retrain `model` (built at `vs.root()`) with its forward pass on `exec`.
-///
-/// `test` is the fixed evaluation subset (accuracy before, and after each
-/// epoch, on the same device). With `ckpt`, checkpoints go there; with
-/// `resume` too, a state found there is continued (an error if it belongs to
-/// a different configuration; a fresh start if there is none).
-#[allow(clippy::too_many_arguments)]
-pub fn retrain(
-    model: &Model,
-    vs: &mut nn::VarStore,
-    exec: &mut DeviceMatmul,
-    train: &Dataset,
-    test: &Dataset,
-    cfg: &RetrainConfig,
-    ckpt: Option<&Path>,
-    resume: bool,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<RetrainReport> {
-    if cfg.batch_size == 0 || cfg.eval_batch == 0 || !(cfg.lr > 0.0) {
+/// One retraining run: what [`retrain`] trains, where, on what, and how.
+pub struct RetrainRun<'a> {
+    /// The model, built at `vs.root()`.
+    pub model: &'a Model,
+    pub vs: &'a mut nn::VarStore,
+    /// The device every forward pass runs on.
+    pub exec: &'a mut DeviceMatmul,
+    pub train: &'a Dataset,
+    /// The fixed evaluation subset (accuracy before, and after each epoch,
+    /// on the same device).
+    pub test: &'a Dataset,
+    pub config: RetrainConfig,
+    /// Checkpoints go here (none: no checkpoints).
+    pub checkpoint: Option<&'a Path>,
+    /// Continue the state found in `checkpoint` (an error if it belongs to a
+    /// different configuration; a fresh start if there is none).
+    pub resume: bool,
+}
+
+/// Retrain `run.model` with its forward pass on `run.exec`; `progress` sees
+/// every step, evaluation, epoch and checkpoint.
+pub fn retrain(run: RetrainRun<'_>, progress: &mut dyn FnMut(Progress)) -> Result<RetrainReport> {
+    let RetrainRun { model, vs, exec, train, test, config, checkpoint: ckpt, resume } = run;
+    let cfg = &config;
+    if cfg.batch_size == 0 || cfg.eval_batch == 0 || cfg.lr.is_nan() || cfg.lr <= 0.0 {
         return Err(Error::Config(format!("{cfg:?}: batch sizes and lr must be > 0")));
     }
     if train.is_empty() {
@@ -435,10 +458,10 @@ pub fn retrain(
                 });
             }
             for (l, h) in model.layers().iter().zip(&st.held) {
-                exec.install(l.index, h, l.k, l.n).map_err(|source| Error::Exec {
+                exec.install(l.index, h, l.k, l.n).map_err(|e| Error::Exec {
                     layer: l.index,
                     name: l.name.clone(),
-                    source,
+                    source: e.into(),
                 })?;
             }
             log::info!(
@@ -456,10 +479,10 @@ pub fn retrain(
     let mut st = match resumed {
         Some(s) => s,
         None => {
-            install_model(model, exec)?;
+            exec.install_model(model)?;
             progress(Progress::Eval { what: "before" });
             let t = Instant::now();
-            let before = evaluate_installed(model, test, cfg.eval_batch, exec)?;
+            let before = eval::accuracy(model, test, cfg.eval_batch, exec, |_| {})?;
             State {
                 format: STATE_FORMAT.into(),
                 config: cfg.clone(),
@@ -475,29 +498,9 @@ pub fn retrain(
     };
     st.config = cfg.clone();
     // Device-side counters of this run, added to the saved totals.
-    let base_to = exec.bytes_to_device();
-    let base_from = exec.bytes_from_device();
-    let base_macs = exec.device_macs();
-    let base_upd = exec.update_stats();
-    let base_totals = st.totals.clone();
-    let sync_totals = |st: &mut State, exec: &DeviceMatmul| {
-        let u = exec.update_stats();
-        let t = &mut st.totals;
-        t.bytes_to_device = base_totals.bytes_to_device + exec.bytes_to_device() - base_to;
-        t.bytes_from_device = base_totals.bytes_from_device + exec.bytes_from_device() - base_from;
-        t.device_macs = base_totals.device_macs + exec.device_macs() - base_macs;
-        let b = &base_totals.update;
-        t.update = UpdateStats {
-            updates: b.updates + u.updates - base_upd.updates,
-            bytes_dense: b.bytes_dense + u.bytes_dense - base_upd.bytes_dense,
-            bytes_sent: b.bytes_sent + u.bytes_sent - base_upd.bytes_sent,
-            changed_values: b.changed_values + u.changed_values - base_upd.changed_values,
-            sent_values: b.sent_values + u.sent_values - base_upd.sent_values,
-            withheld_values: b.withheld_values + u.withheld_values - base_upd.withheld_values,
-            patch_updates: b.patch_updates + u.patch_updates - base_upd.patch_updates,
-            dense_updates: b.dense_updates + u.dense_updates - base_upd.dense_updates,
-        };
-    };
+    let (saved, start) = (st.totals.usage(), exec.usage());
+    let sync_totals =
+        |st: &mut State, exec: &DeviceMatmul| st.totals.set_usage(saved + (exec.usage() - start));
     let save =
         |st: &mut State, exec: &DeviceMatmul, adam: &Adam, vs: &nn::VarStore| -> Result<()> {
             if let Some(dir) = ckpt {
@@ -560,11 +563,11 @@ pub fn retrain(
         }
         progress(Progress::Eval { what: "epoch" });
         let t1 = Instant::now();
-        let test_acc = evaluate_installed(model, test, cfg.eval_batch, exec)?;
+        let test_acc = eval::accuracy(model, test, cfg.eval_batch, exec, |_| {})?;
         let eval_seconds = t1.elapsed().as_secs_f64();
         st.totals.eval_seconds += eval_seconds;
         let a = std::mem::take(&mut st.acc);
-        let rec = EpochRecord {
+        let rec = RetrainEpoch {
             epoch: epoch + 1,
             lr,
             train_loss: a.loss_sum / a.seen.max(1) as f64,

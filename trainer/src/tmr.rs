@@ -7,7 +7,9 @@
 //!   the result is the bitwise majority `(x&y)|(y&z)|(x&z)` of the three int32
 //!   results. A psum or weight fault corrupts one logical output column per
 //!   run, a different one each time, so one faulty PE is voted out; an act
-//!   fault corrupts every PE to its right and can survive the vote.
+//!   fault corrupts every PE to its right and can survive the vote. (The
+//!   mechanism, rotations and vote, is [`crate::vote`]; this module is the
+//!   policy.)
 //! * Fault-map-aware rotations ([`calibrate`]): the default rotations can
 //!   make two faulty PEs (or one act fault, which corrupts its whole row to
 //!   the right) hit the same output in two of the three runs, and the vote
@@ -23,16 +25,18 @@
 //!   layers whose cost fits the budget (exhaustive up to 16 layers, greedy by
 //!   loss per MAC beyond), pick the one with the largest summed loss
 //!   (vulnerability), i.e. the most accuracy bought; ties go to the cheaper set.
+//! * [`protect`] does analysis and selection for one budget and puts the
+//!   chosen layers under TMR ([`Protection`] says what it chose and why).
 //! * [`budget_table`] measures the real accuracy of each budget's choice.
+use faultloop_proto::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::device::{DeviceMatmul, LayerMode};
-use crate::error::Result;
+use crate::error::{ExecutorError, Result, ShapeError};
+use crate::eval;
 use crate::exec::matmul_i8_ref;
 use crate::model::Model;
-use crate::retrain::evaluate_installed;
-use faultloop_proto::rng::Rng;
 
 /// Calibrated TMR rotations of one layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,9 +60,9 @@ pub fn calibrate(
     layer: usize,
     probe_rows: usize,
     seed: u64,
-) -> std::result::Result<Calibration, crate::error::ExecError> {
-    let held = exec.held(layer).ok_or("no weights installed")?.to_vec();
-    let layout = exec.layout(layer).ok_or("no weights installed")?;
+) -> std::result::Result<Calibration, ExecutorError> {
+    let held = exec.held(layer).ok_or(ShapeError::NoWeights { layer })?.to_vec();
+    let layout = exec.layout(layer).ok_or(ShapeError::NoWeights { layer })?;
     let (k, n, m) = (layout.k, layout.n, probe_rows.max(1));
     let (rows, cols) = (exec.info().rows, exec.info().cols);
     let mut rng = Rng::new(seed ^ (layer as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
@@ -130,27 +134,15 @@ pub fn calibrate_all(
 ) -> Result<Vec<Calibration>> {
     let mut out = Vec::with_capacity(layers);
     for i in 0..layers {
-        let c = calibrate(exec, i, probe_rows, seed).map_err(|source| {
-            crate::error::Error::Exec { layer: i, name: format!("layer {i}"), source }
+        let c = calibrate(exec, i, probe_rows, seed).map_err(|e| crate::error::Error::Exec {
+            layer: i,
+            name: format!("layer {i}"),
+            source: e.into(),
         })?;
         exec.set_layer_rotations(i, Some(c.rotations));
         out.push(c);
     }
     Ok(out)
-}
-
-/// Bitwise majority of three int32 vectors.
-pub fn vote(x: &[i32], y: &[i32], z: &[i32]) -> Vec<i32> {
-    assert!(x.len() == y.len() && y.len() == z.len(), "TMR vote: lengths differ");
-    x.iter().zip(y).zip(z).map(|((&a, &b), &c)| (a & b) | (b & c) | (a & c)).collect()
-}
-
-/// The three tile rotations for an R×C array.
-pub fn rotations(rows: usize, cols: usize) -> [(u8, u8); 3] {
-    let r = |x: usize| (x.min(255)) as u8;
-    let step_r = (rows / 3).max(1) % rows.max(1);
-    let step_c = (cols / 3).max(1) % cols.max(1);
-    [(0, 0), (r(step_r), r(step_c)), (r((2 * step_r) % rows.max(1)), r((2 * step_c) % cols.max(1)))]
 }
 
 /// One layer's vulnerability.
@@ -253,16 +245,16 @@ pub fn analyze(
     let n = model.layers().len();
     set_modes(exec, n, |_| LayerMode::Host);
     exec.reset_macs();
-    let clean = evaluate_installed(model, data, batch, exec)?;
+    let clean = eval::accuracy(model, data, batch, exec, |_| {})?;
     let macs: Vec<u64> = (0..n)
         .map(|i| exec.layer_logical_macs().get(i).copied().unwrap_or(0) / data.len().max(1) as u64)
         .collect();
     set_modes(exec, n, |_| LayerMode::Device);
-    let faulty = evaluate_installed(model, data, batch, exec)?;
+    let faulty = eval::accuracy(model, data, batch, exec, |_| {})?;
     let mut layers = Vec::with_capacity(n);
     for (i, l) in model.layers().iter().enumerate() {
         set_modes(exec, n, |j| if j == i { LayerMode::Device } else { LayerMode::Host });
-        let acc = evaluate_installed(model, data, batch, exec)?;
+        let acc = eval::accuracy(model, data, batch, exec, |_| {})?;
         layers.push(LayerVulnerability {
             layer: i,
             name: l.name.clone(),
@@ -279,6 +271,44 @@ pub fn analyze(
         layers,
         samples: data.len(),
         calibration,
+    })
+}
+
+/// What [`protect`] chose for one budget (the `tmr` object of `faultloop
+/// eval --json` and `retrain --json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Protection {
+    pub budget_pct: f64,
+    /// Extra MACs the protected layers cost, % of an unprotected inference.
+    pub extra_macs_pct: f64,
+    /// Names of the layers now under TMR.
+    pub protected: Vec<String>,
+    /// The analysis the choice was made from.
+    pub vulnerability: Vulnerability,
+}
+
+/// [`analyze`] `model` on `exec`'s device over `data`, [`Vulnerability::select`]
+/// the layers worth protecting under `budget_pct` % extra MACs, and run them
+/// in [`LayerMode::Tmr`] from now on (with their calibrated rotations). The
+/// model's weights must be installed on `exec`
+/// ([`DeviceMatmul::install_model`]).
+pub fn protect(
+    model: &Model,
+    data: &Dataset,
+    batch: usize,
+    exec: &mut DeviceMatmul,
+    budget_pct: f64,
+) -> Result<Protection> {
+    let vulnerability = analyze(model, data, batch, exec)?;
+    let set = vulnerability.select(budget_pct);
+    for &i in &set {
+        exec.set_mode(i, LayerMode::Tmr);
+    }
+    Ok(Protection {
+        budget_pct,
+        extra_macs_pct: vulnerability.cost_pct(&set),
+        protected: set.iter().map(|&i| vulnerability.layers[i].name.clone()).collect(),
+        vulnerability,
     })
 }
 
@@ -317,7 +347,7 @@ pub fn budget_table(
                         LayerMode::Device
                     }
                 });
-                let a = evaluate_installed(model, data, batch, exec)?;
+                let a = eval::accuracy(model, data, batch, exec, |_| {})?;
                 cache.push((set.clone(), a));
                 a
             }
@@ -336,28 +366,6 @@ pub fn budget_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn majority_is_bitwise() {
-        let x = [0b1100, -1, 7, i32::MIN];
-        let y = [0b1010, -1, 7, 0];
-        let z = [0b0110, 0, 9, i32::MIN];
-        assert_eq!(vote(&x, &y, &z), vec![0b1110, -1, 7, i32::MIN]);
-        // Any single corrupted copy is voted out, whatever the corruption.
-        for bad in [0x4000_0000, -5, 12345] {
-            assert_eq!(vote(&[bad], &[42], &[42]), vec![42]);
-            assert_eq!(vote(&[42], &[bad], &[42]), vec![42]);
-            assert_eq!(vote(&[42], &[42], &[bad]), vec![42]);
-        }
-    }
-
-    #[test]
-    fn rotations_are_distinct() {
-        assert_eq!(rotations(16, 16), [(0, 0), (5, 5), (10, 10)]);
-        assert_eq!(rotations(4, 4), [(0, 0), (1, 1), (2, 2)]);
-        let r = rotations(8, 8);
-        assert!(r[0] != r[1] && r[1] != r[2] && r[0] != r[2]);
-    }
 
     fn vuln(losses: &[(f64, u64)]) -> Vulnerability {
         Vulnerability {

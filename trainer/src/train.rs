@@ -1,14 +1,21 @@
 //! Quantization-aware pretraining on the host and evaluation on the int8 path.
+//!
+//! [`pretrain`] trains a model you built; [`pretrain_to_checkpoint`] is the
+//! whole job (load the data set, seed, build, pretrain, save a checkpoint),
+//! as `faultloop pretrain` and the `pretrain` example run it.
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Kind, Tensor};
 
-use crate::data::Dataset;
+use crate::checkpoint;
+use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
-use crate::exec::Int8Matmul;
-use crate::model::Model;
+use crate::eval;
+use crate::exec::{HostMatmul, Int8Matmul};
+use crate::model::{Model, ModelSpec};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -154,20 +161,24 @@ pub fn predict(
     })
 }
 
-/// Accuracy on `data`, see [`predict`] for `exec`.
+/// Accuracy on `data`, see [`predict`] for `exec` (its weights are
+/// installed first; [`eval::accuracy`] is the same without that).
 pub fn evaluate(
     model: &Model,
     data: &Dataset,
     batch_size: usize,
-    exec: Option<&mut dyn Int8Matmul>,
+    mut exec: Option<&mut dyn Int8Matmul>,
 ) -> Result<f64> {
-    let pred = predict(model, data, batch_size, exec)?;
-    let correct = pred.eq_tensor(&data.labels).sum(Kind::Int64).int64_value(&[]);
-    Ok(correct as f64 / data.len().max(1) as f64)
+    if let Some(e) = exec.as_deref_mut() {
+        model.sync_weights(e)?;
+    }
+    eval::accuracy_of(model, data, batch_size, exec, |_| {})
 }
 
+/// One epoch of host pretraining (the hardware-in-the-loop counterpart,
+/// with device traffic, is [`crate::retrain::RetrainEpoch`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochStats {
+pub struct PretrainEpoch {
     pub epoch: usize,
     pub lr: f64,
     pub train_loss: f64,
@@ -190,8 +201,8 @@ pub fn pretrain(
     test: &Dataset,
     cfg: &TrainConfig,
     eval_exec: &mut dyn Int8Matmul,
-    mut on_epoch: impl FnMut(&EpochStats),
-) -> Result<Vec<EpochStats>> {
+    mut on_epoch: impl FnMut(&PretrainEpoch),
+) -> Result<Vec<PretrainEpoch>> {
     cfg.validate()?;
     tch::manual_seed(cfg.seed);
     let mut opt = build_optimizer(vs, cfg)?;
@@ -204,7 +215,7 @@ pub fn pretrain(
         let tr = train_epoch(model, &mut opt, train, cfg.batch_size, None)?;
         let t1 = Instant::now();
         let acc = evaluate(model, test, cfg.eval_batch, Some(eval_exec))?;
-        let s = EpochStats {
+        let s = PretrainEpoch {
             epoch: epoch + 1,
             lr,
             train_loss: tr.loss,
@@ -218,4 +229,93 @@ pub fn pretrain(
         stats.push(s);
     }
     Ok(stats)
+}
+
+/// A model pretrained by [`pretrain_from_dir`] or [`pretrain_to_checkpoint`].
+pub struct Pretrained {
+    pub vs: nn::VarStore,
+    pub model: Model,
+    pub config: TrainConfig,
+    pub data_dir: PathBuf,
+    pub history: Vec<PretrainEpoch>,
+    pub train_samples: usize,
+    pub test_samples: usize,
+    /// int8 test accuracy after the last epoch (0 without epochs).
+    pub accuracy: f64,
+    /// Wall seconds from the start of training to the end of the job.
+    pub seconds: f64,
+}
+
+impl std::fmt::Debug for Pretrained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pretrained")
+            .field("config", &self.config)
+            .field("data_dir", &self.data_dir)
+            .field("accuracy", &self.accuracy)
+            .field("history", &self.history)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pretrained {
+    /// Save as a checkpoint directory; its `info` records the configuration,
+    /// the training examples, the data directory and the int8 test accuracy.
+    pub fn save(&self, out: &Path) -> Result<()> {
+        let info = serde_json::json!({
+            "config": self.config, "train_examples": self.train_samples,
+            "data_dir": self.data_dir, "test_accuracy_int8": self.accuracy,
+        });
+        checkpoint::save(out, &self.vs, &self.model, info)
+    }
+}
+
+/// Pretrain a `spec` model on the MNIST-format data in `data_dir` (the first
+/// `limit` training examples, or all; the whole test split evaluated on the
+/// host's int8 path after each epoch), seeded with `cfg.seed` before the
+/// model is built so the run is reproducible.
+pub fn pretrain_from_dir(
+    data_dir: &Path,
+    spec: &ModelSpec,
+    cfg: &TrainConfig,
+    limit: Option<usize>,
+    on_epoch: impl FnMut(&PretrainEpoch),
+) -> Result<Pretrained> {
+    let mut train_set = Dataset::load(data_dir, Split::Train)?;
+    if let Some(n) = limit {
+        train_set = train_set.take(n);
+    }
+    let test_set = Dataset::load(data_dir, Split::Test)?;
+    tch::manual_seed(cfg.seed);
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let model = Model::new(&vs.root(), spec)?;
+    let mut host = HostMatmul::new();
+    let t0 = Instant::now();
+    let history = pretrain(&model, &vs, &train_set, &test_set, cfg, &mut host, on_epoch)?;
+    Ok(Pretrained {
+        accuracy: history.last().map_or(0.0, |s| s.test_accuracy_int8),
+        vs,
+        model,
+        config: cfg.clone(),
+        data_dir: data_dir.to_path_buf(),
+        history,
+        train_samples: train_set.len(),
+        test_samples: test_set.len(),
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// [`pretrain_from_dir`], then [`Pretrained::save`] to `out`.
+pub fn pretrain_to_checkpoint(
+    data_dir: &Path,
+    spec: &ModelSpec,
+    cfg: &TrainConfig,
+    limit: Option<usize>,
+    out: &Path,
+    on_epoch: impl FnMut(&PretrainEpoch),
+) -> Result<Pretrained> {
+    let mut p = pretrain_from_dir(data_dir, spec, cfg, limit, on_epoch)?;
+    let t0 = Instant::now();
+    p.save(out)?;
+    p.seconds += t0.elapsed().as_secs_f64();
+    Ok(p)
 }

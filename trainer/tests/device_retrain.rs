@@ -11,9 +11,10 @@ use tch::{nn, Kind, Tensor};
 use trainer::data::{encode_idx, Dataset, Split};
 use trainer::device::{Compress, DeviceMatmul, LayerMode};
 use trainer::exec::matmul_i8_ref;
-use trainer::retrain::{self, RetrainConfig};
+use trainer::experiment::{self, RateScan};
+use trainer::retrain::{self, RetrainConfig, RetrainRun};
 use trainer::train::{self, TrainConfig};
-use trainer::{tmr, HostMatmul, Int8Matmul, Model, ModelSpec};
+use trainer::{eval, tmr, ExecutorError, HostMatmul, Int8Matmul, Model, ModelSpec, ShapeError};
 
 /// libtorch's RNG is process-global; tests that seed it hold this lock.
 static TORCH_RNG: Mutex<()> = Mutex::new(());
@@ -286,8 +287,8 @@ fn retraining_on_a_faulty_model_device_recovers_accuracy() {
     let f = data(600, 300);
     let (mut vs, model) = pretrained(&f, 3);
     let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
-    retrain::install_model(&model, &mut exec).unwrap();
-    let clean = retrain::evaluate_installed(&model, &f.test, 100, &mut exec).unwrap();
+    exec.install_model(&model).unwrap();
+    let clean = eval::accuracy(&model, &f.test, 100, &mut exec, |_| {}).unwrap();
     exec.set_faults(Some(&harmful_map())).unwrap();
     let cfg = RetrainConfig {
         epochs: 3,
@@ -298,18 +299,17 @@ fn retraining_on_a_faulty_model_device_recovers_accuracy() {
         eval_batch: 100,
         ..Default::default()
     };
-    let r = retrain::retrain(
-        &model,
-        &mut vs,
-        &mut exec,
-        &f.train,
-        &f.test,
-        &cfg,
-        None,
-        false,
-        &mut |_| {},
-    )
-    .unwrap();
+    let job = RetrainRun {
+        model: &model,
+        vs: &mut vs,
+        exec: &mut exec,
+        train: &f.train,
+        test: &f.test,
+        config: cfg,
+        checkpoint: None,
+        resume: false,
+    };
+    let r = retrain::retrain(job, &mut |_| {}).unwrap();
     eprintln!(
         "clean {clean} before {} after {} {:?}",
         r.accuracy_before, r.accuracy_after, r.history
@@ -322,6 +322,14 @@ fn retraining_on_a_faulty_model_device_recovers_accuracy() {
     assert!(r.accuracy_after > r.accuracy_before + 0.1, "{r:?}");
     assert_eq!(r.totals.steps, 3 * 19);
     assert!(r.bytes_per_step_sent < r.bytes_per_step_dense, "{r:?}");
+    // The derived figures of the report.
+    let saved = 100.0 * (1.0 - r.bytes_per_step_sent / r.bytes_per_step_dense);
+    assert!((r.bytes_saved_pct() - saved).abs() < 1e-9 && saved > 0.0);
+    assert_eq!(r.seconds_per_epoch(), r.totals.train_seconds / 3.0);
+    let t = &r.totals;
+    assert_eq!(r.link_seconds(1e6), (t.bytes_to_device + t.bytes_from_device) as f64 * 10.0 / 1e6);
+    assert_eq!(r.link_seconds_weight_updates(1e6), t.update.bytes_sent as f64 * 10.0 / 1e6);
+    assert_eq!(t.usage().update, t.update);
 }
 
 #[test]
@@ -342,19 +350,17 @@ fn resume_after_an_interruption_gives_identical_results() {
     let run = |ckpt: &Path, stop: Option<usize>, resume: bool| {
         let (mut vs, model) = pretrained(&f, 5);
         let mut exec = DeviceMatmul::open("model:4x4", Some(&harmful_map())).unwrap();
-        let cfg = RetrainConfig { stop_after_steps: stop, ..cfg.clone() };
-        let r = retrain::retrain(
-            &model,
-            &mut vs,
-            &mut exec,
-            &f.train,
-            &f.test,
-            &cfg,
-            Some(ckpt),
+        let job = RetrainRun {
+            model: &model,
+            vs: &mut vs,
+            exec: &mut exec,
+            train: &f.train,
+            test: &f.test,
+            config: RetrainConfig { stop_after_steps: stop, ..cfg.clone() },
+            checkpoint: Some(ckpt),
             resume,
-            &mut |_| {},
-        )
-        .unwrap();
+        };
+        let r = retrain::retrain(job, &mut |_| {}).unwrap();
         (r, model.export(), exec.held(0).unwrap().to_vec())
     };
     let (full, full_exp, full_held) = run(&dir.path().join("full.ckpt"), None, false);
@@ -389,19 +395,17 @@ fn resume_after_an_interruption_gives_identical_results() {
     // A different configuration refuses to resume.
     let (mut vs, model) = pretrained(&f, 5);
     let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
-    let other = RetrainConfig { lr: 1e-2, ..cfg.clone() };
-    let e = retrain::retrain(
-        &model,
-        &mut vs,
-        &mut exec,
-        &f.train,
-        &f.test,
-        &other,
-        Some(&ck),
-        true,
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let job = RetrainRun {
+        model: &model,
+        vs: &mut vs,
+        exec: &mut exec,
+        train: &f.train,
+        test: &f.test,
+        config: RetrainConfig { lr: 1e-2, ..cfg.clone() },
+        checkpoint: Some(&ck),
+        resume: true,
+    };
+    let e = retrain::retrain(job, &mut |_| {}).unwrap_err();
     assert!(e.to_string().contains("cannot resume"), "{e}");
 }
 
@@ -411,7 +415,7 @@ fn vulnerability_and_budget_table() {
     let f = data(256, 200);
     let (_vs, model) = pretrained(&f, 3);
     let mut exec = DeviceMatmul::open("model:4x4", Some(&harmful_map())).unwrap();
-    retrain::install_model(&model, &mut exec).unwrap();
+    exec.install_model(&model).unwrap();
     let v = tmr::analyze(&model, &f.test, 100, &mut exec).unwrap();
     assert_eq!(v.layers.len(), 3);
     assert_eq!(v.layers[0].macs_per_sample, 64 * 32);
@@ -426,4 +430,95 @@ fn vulnerability_and_budget_table() {
     // Everything protected: every fault here is a single PE, voted out.
     assert_eq!(rows[3].protected.len(), v.layers.iter().filter(|l| l.loss > 0.0).count());
     assert!(rows[3].accuracy >= rows[0].accuracy, "{rows:?}");
+
+    // `protect` makes the same choice as the table and measures the same
+    // accuracy, on its own executor and through the eval job.
+    let mut exec = DeviceMatmul::open("model:4x4", Some(&harmful_map())).unwrap();
+    exec.install_model(&model).unwrap();
+    let p = tmr::protect(&model, &f.test, 100, &mut exec, 200.0).unwrap();
+    assert_eq!(p.protected, rows[3].protected);
+    assert_eq!(p.extra_macs_pct, rows[3].extra_macs_pct);
+    assert_eq!(p.vulnerability, v);
+    for (i, l) in v.layers.iter().enumerate() {
+        let want = if p.protected.contains(&l.name) { LayerMode::Tmr } else { LayerMode::Device };
+        assert_eq!(exec.mode(i), want, "{}", l.name);
+    }
+    assert_eq!(eval::accuracy(&model, &f.test, 100, &mut exec, |_| {}).unwrap(), rows[3].accuracy);
+    let keys: Vec<String> =
+        serde_json::to_value(&p).unwrap().as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, ["budget_pct", "extra_macs_pct", "protected", "vulnerability"]);
+
+    let mut exec = DeviceMatmul::open("model:4x4", Some(&harmful_map())).unwrap();
+    let mut batches = 0;
+    let e = experiment::evaluate_on_device(&model, &f.test, 100, &mut exec, Some(200.0), |b| {
+        batches += 1;
+        assert_eq!(b.total, 200);
+    })
+    .unwrap();
+    assert_eq!(batches, 2);
+    assert_eq!(e.accuracy, rows[3].accuracy);
+    assert_eq!(e.protection.as_ref().map(|p| &p.protected), Some(&rows[3].protected));
+    let macs: u64 = v.layers.iter().map(|l| l.macs_per_sample).sum();
+    let tmr_macs: u64 = v
+        .layers
+        .iter()
+        .filter(|l| rows[3].protected.contains(&l.name))
+        .map(|l| 2 * l.macs_per_sample)
+        .sum();
+    assert_eq!(e.usage.device_macs, 200 * (macs + tmr_macs));
+    assert!(e.usage.bytes_to_device > 0 && e.usage.update.updates == 0);
+}
+
+#[test]
+fn the_scan_stops_at_the_first_harmful_rate() {
+    let _g = lock();
+    let f = data(256, 100);
+    let (_vs, model) = pretrained(&f, 3);
+    let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
+    exec.install_model(&model).unwrap();
+    let clean = eval::accuracy(&model, &f.test, 50, &mut exec, |_| {}).unwrap();
+    let rates = [0.1, 0.25, 0.5, 0.75];
+    let mut seen = Vec::new();
+    let mut scan =
+        RateScan { rates: &rates, seed: 4, clean_accuracy: clean, min_loss_points: 1e3, batch: 50 };
+    // Nothing costs 1000 points: every rate is tried.
+    let none =
+        experiment::find_harmful_rate(&model, &f.test, &mut exec, &scan, |p| seen.push(p.clone()))
+            .unwrap();
+    assert_eq!(none.rate, None);
+    assert_eq!(none.points, seen);
+    assert_eq!(none.points.iter().map(|p| p.rate).collect::<Vec<_>>(), rates);
+    // Each point is the accuracy under that rate's map.
+    for p in &none.points {
+        let map = experiment::random_fault_map(4, 4, p.rate, 4).unwrap();
+        assert_eq!(p.faulty_pes, map.faulty_pes());
+        exec.set_faults(Some(&map)).unwrap();
+        assert_eq!(eval::accuracy(&model, &f.test, 50, &mut exec, |_| {}).unwrap(), p.accuracy);
+    }
+    // Ask for the largest loss seen (at most 50 points): the scan stops at
+    // the first rate that costs it.
+    let losses: Vec<f64> = none.points.iter().map(|p| 100.0 * (clean - p.accuracy)).collect();
+    scan.min_loss_points = losses.iter().copied().fold(f64::MIN, f64::max).clamp(1e-6, 50.0);
+    let found = experiment::find_harmful_rate(&model, &f.test, &mut exec, &scan, |_| {}).unwrap();
+    let first = losses.iter().position(|&l| l >= scan.min_loss_points);
+    assert_eq!(found.rate, first.map(|i| rates[i]));
+    let n = first.map_or(rates.len(), |i| i + 1);
+    assert_eq!(found.points, none.points[..n]);
+}
+
+#[test]
+fn executor_errors_are_typed() {
+    let e = DeviceMatmul::open("fpga:1", None).unwrap_err();
+    assert!(matches!(e, ExecutorError::Open(_)), "{e:?}");
+    assert!(e.to_string().starts_with("cannot open device: "), "{e}");
+    let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
+    let e = exec.matmul(3, &[1], 1, 1, 1).unwrap_err();
+    let e = e.downcast_ref::<ExecutorError>().expect("an ExecutorError");
+    assert!(matches!(e, ExecutorError::Shape(ShapeError::NoWeights { layer: 3 })), "{e:?}");
+    exec.set_weights(0, &[1, 2, 3, 4], 2, 2).unwrap();
+    let e = exec.set_weights(0, &[1, 2, 3], 3, 1).unwrap_err();
+    let e = e.downcast_ref::<ExecutorError>().expect("an ExecutorError");
+    assert!(matches!(e, ExecutorError::Shape(ShapeError::Allocated { layer: 0, .. })), "{e:?}");
+    let e = exec.matmul(0, &[1, 2, 3], 2, 2, 2).unwrap_err().to_string();
+    assert_eq!(e, "layer 0: matmul 2×2×2 with 3 activations against weights 2×2");
 }

@@ -285,3 +285,11 @@ fn unfold_and_pool_match_libtorch() {
         assert!(max_pool(&y, 2).equal(&y.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)));
     }
 }
+
+#[test]
+fn model_specs_parse_by_name() {
+    assert_eq!("mlp".parse::<ModelSpec>().unwrap(), ModelSpec::mlp_default());
+    assert_eq!("cnn".parse::<ModelSpec>().unwrap(), ModelSpec::cnn_default());
+    let e = "resnet".parse::<ModelSpec>().unwrap_err();
+    assert_eq!(e.to_string(), "unknown model `resnet` (mlp or cnn)");
+}

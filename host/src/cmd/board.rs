@@ -40,11 +40,11 @@ pub struct BoardArgs {
 
 /// Build the board and serve it until the process is killed or the
 /// pseudo-terminal fails.
-pub fn board(a: BoardArgs) -> Result<()> {
+pub fn run(a: BoardArgs) -> Result<()> {
     if !a.pty {
         bail!("faultloop board needs --pty (serve the virtual board on a pseudo-terminal)");
     }
-    let (rows, cols) = crate::jobs::parse_array(&a.array)?;
+    let (rows, cols) = super::parse_array(&a.array)?;
     let mut sim = UartSim::open(rows, cols, a.clocks_per_bit)?;
     if let Some(path) = &a.faults {
         let map = FaultMap::load(path)?;

@@ -1,0 +1,152 @@
+//! `faultloop faults random | check`: make and check fault maps.
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Subcommand, ValueEnum};
+use faultloop_proto::faultmap::{FaultMap, Polarity, RandomOptions};
+use faultloop_proto::Site;
+use serde::Serialize;
+
+use crate::output::print_json_sorted;
+
+#[derive(Subcommand)]
+pub enum FaultsCmd {
+    /// A reproducible random fault map.
+    Random {
+        #[arg(long, default_value_t = 16)]
+        rows: usize,
+        #[arg(long, default_value_t = 16)]
+        cols: usize,
+        /// Fraction of faulty PEs, 0..1.
+        #[arg(long)]
+        rate: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Sites a fault may hit (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "psum,act,weight")]
+        sites: Vec<Site>,
+        #[arg(long, value_enum, default_value_t = PolarityArg::Both)]
+        polarity: PolarityArg,
+        /// Transient single-bit flip probability per MAC (0 = none).
+        #[arg(long, default_value_t = 0.0)]
+        seu_rate: f64,
+        #[arg(long, default_value_t = 1)]
+        seu_seed: u32,
+        /// Output file (stdout when absent).
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Validate a fault map and summarise it.
+    Check {
+        map: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PolarityArg {
+    Both,
+    Sa0,
+    Sa1,
+}
+
+impl From<PolarityArg> for Polarity {
+    fn from(p: PolarityArg) -> Polarity {
+        match p {
+            PolarityArg::Both => Polarity::Both,
+            PolarityArg::Sa0 => Polarity::Sa0,
+            PolarityArg::Sa1 => Polarity::Sa1,
+        }
+    }
+}
+
+pub fn run(c: FaultsCmd) -> Result<()> {
+    match c {
+        FaultsCmd::Random {
+            rows,
+            cols,
+            rate,
+            seed,
+            sites,
+            polarity,
+            seu_rate,
+            seu_seed,
+            output,
+        } => {
+            let opts = RandomOptions { sites, polarity: polarity.into(), seu_rate, seu_seed };
+            let map = FaultMap::random(rows, cols, rate, seed, &opts)?;
+            match output {
+                Some(path) => {
+                    map.save(&path)?;
+                    eprintln!(
+                        "wrote {}: {} faulty PEs of {} ({:.1} %)",
+                        path.display(),
+                        map.faulty_pes(),
+                        rows * cols,
+                        100.0 * map.fault_rate()
+                    );
+                }
+                None => println!("{}", map.to_json_string()),
+            }
+        }
+        FaultsCmd::Check { map, json } => {
+            let m = FaultMap::load(&map)?;
+            m.validate()?;
+            print_check(&map, &m, json);
+        }
+    }
+    Ok(())
+}
+
+/// `check --json` (printed with sorted keys).
+#[derive(Serialize)]
+struct CheckOut {
+    act: usize,
+    bypass: usize,
+    cols: usize,
+    fault_rate: f64,
+    faulty_pes: usize,
+    file: String,
+    psum: usize,
+    rows: usize,
+    seu_rate: f64,
+    weight: usize,
+}
+
+fn print_check(path: &Path, map: &FaultMap, json: bool) {
+    let (mut psum, mut act, mut weight) = (0, 0, 0);
+    for f in &map.faults {
+        match f.site {
+            Site::Psum => psum += 1,
+            Site::Act => act += 1,
+            Site::Weight => weight += 1,
+        }
+    }
+    let seu_rate = map.seu.map(|s| s.rate).unwrap_or(0.0);
+    if json {
+        print_json_sorted(&CheckOut {
+            act,
+            bypass: map.bypass.len(),
+            cols: map.array.cols,
+            fault_rate: map.fault_rate(),
+            faulty_pes: map.faulty_pes(),
+            file: path.display().to_string(),
+            psum,
+            rows: map.array.rows,
+            seu_rate,
+            weight,
+        });
+    } else {
+        println!(
+            "{}: valid, {}x{} array, {} faulty PEs ({:.1} %): {psum} psum, {act} act, {weight} weight; {} bypassed; SEU rate {}",
+            path.display(),
+            map.array.rows,
+            map.array.cols,
+            map.faulty_pes(),
+            100.0 * map.fault_rate(),
+            map.bypass.len(),
+            seu_rate
+        );
+    }
+}

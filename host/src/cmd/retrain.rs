@@ -1,0 +1,218 @@
+//! `faultloop retrain`: hardware-in-the-loop retraining of a checkpoint on a
+//! (faulty) device, with checkpoints and `--resume`.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use faultloop_device::open::OpenOptions;
+use faultloop_proto::faultmap::FaultMap;
+use serde::Serialize;
+use trainer::checkpoint;
+use trainer::device::Compress;
+use trainer::experiment;
+use trainer::retrain::{RetrainConfig, RetrainEpoch, RetrainRun};
+use trainer::tmr::Protection;
+
+use super::{loading, open_exec, DataArg, DeviceRunArgs, LinkArg};
+use crate::output::{device_line, names, print_json, sorted};
+use crate::progress::Bar;
+
+#[derive(Args)]
+pub struct RetrainArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// Checkpoint to start from.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub run: DeviceRunArgs,
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
+    /// Test images evaluated before and after each epoch (the first N; default 2000).
+    #[arg(long, default_value_t = 2000)]
+    pub limit: usize,
+    /// Training examples per epoch, a fresh seeded draw each epoch (0 = all 60 000).
+    #[arg(long, default_value_t = 4000)]
+    pub train_samples: usize,
+    #[arg(long, default_value = "sparse")]
+    pub compress: Compress,
+    /// Sparse: send a weight only once it moved by at least this many int8
+    /// steps (the rest stays in a host-side residual).
+    #[arg(long, default_value_t = 1)]
+    pub threshold: u8,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Checkpoint to the output directory every N steps (and at each epoch end).
+    #[arg(long, default_value_t = 20)]
+    pub checkpoint_every: usize,
+    /// Continue the run checkpointed in the output directory.
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub link: LinkArg,
+    /// Output checkpoint directory (also holds the resume state).
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--json`.
+#[derive(Serialize)]
+struct RetrainOut {
+    model: String,
+    output: String,
+    device: String,
+    faults: Option<String>,
+    fault_rate: f64,
+    accuracy_before: f64,
+    accuracy_after: f64,
+    epochs: usize,
+    steps: usize,
+    samples_per_epoch: usize,
+    test_samples: usize,
+    compress: Compress,
+    threshold: u8,
+    seconds: f64,
+    train_seconds: f64,
+    seconds_per_epoch: f64,
+    link_bps: f64,
+    link_seconds: f64,
+    link_seconds_weight_updates: f64,
+    bytes_to_device: u64,
+    bytes_from_device: u64,
+    bytes_per_step_dense: f64,
+    bytes_per_step_sent: f64,
+    bytes_saved_pct: f64,
+    macs: u64,
+    resumed_at_step: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "sorted")]
+    tmr: Option<Protection>,
+    history: Vec<RetrainEpoch>,
+}
+
+pub fn run(a: RetrainArgs, open: &OpenOptions) -> Result<()> {
+    trainer::init_threads();
+    let (mut vs, model, _) = checkpoint::load(&a.model).with_context(|| loading(&a.model))?;
+    let test = a.data.test(Some(a.limit))?;
+    let train = a.data.train()?;
+    let faults = a.run.faults.load()?;
+    let mut exec = open_exec(&a.run.dev.device, open, faults.as_ref())?;
+    let config = RetrainConfig {
+        epochs: a.epochs,
+        batch_size: a.batch,
+        lr: a.lr,
+        train_samples: a.train_samples,
+        seed: a.seed,
+        compress: a.compress,
+        threshold: a.threshold,
+        checkpoint_every: a.checkpoint_every,
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let mut bar = Bar::new("retrain", 1);
+    let run = RetrainRun {
+        model: &model,
+        vs: &mut vs,
+        exec: &mut exec,
+        train: &train,
+        test: &test,
+        config,
+        checkpoint: Some(&a.output),
+        resume: a.resume,
+    };
+    let (protection, r) =
+        experiment::retrain_on_device(run, a.run.tmr_budget, &mut |p| bar.retrain(p))?;
+    bar.finish();
+    let seconds = t0.elapsed().as_secs_f64();
+    let t = &r.totals;
+    let bps = a.link.link_bps;
+    let out = RetrainOut {
+        model: a.model.display().to_string(),
+        output: a.output.display().to_string(),
+        device: exec.device_name().to_string(),
+        faults: a.run.faults.display(),
+        fault_rate: faults.as_ref().map_or(0.0, FaultMap::fault_rate),
+        accuracy_before: r.accuracy_before,
+        accuracy_after: r.accuracy_after,
+        epochs: r.history.len(),
+        steps: t.steps,
+        samples_per_epoch: r.samples_per_epoch,
+        test_samples: r.test_samples,
+        compress: r.config.compress,
+        threshold: r.config.threshold,
+        seconds,
+        train_seconds: t.train_seconds,
+        seconds_per_epoch: r.seconds_per_epoch(),
+        link_bps: bps,
+        link_seconds: r.link_seconds(bps),
+        link_seconds_weight_updates: r.link_seconds_weight_updates(bps),
+        bytes_to_device: t.bytes_to_device,
+        bytes_from_device: t.bytes_from_device,
+        bytes_per_step_dense: r.bytes_per_step_dense,
+        bytes_per_step_sent: r.bytes_per_step_sent,
+        bytes_saved_pct: r.bytes_saved_pct(),
+        macs: t.device_macs,
+        resumed_at_step: r.resumed_at_step,
+        tmr: protection,
+        history: r.history.clone(),
+    };
+    if a.json {
+        print_json(&out);
+    } else {
+        print_table(&out);
+    }
+    Ok(())
+}
+
+fn print_table(out: &RetrainOut) {
+    println!("{}", device_line(&out.device, out.faults.as_deref(), out.fault_rate));
+    println!("epoch   lr        loss    train acc  test acc   bytes/step dense  sent      train s");
+    for h in &out.history {
+        println!(
+            "{:>5}  {:.2e}  {:.4}  {:>7.2} %  {:>7.2} %  {:>16.0}  {:>8.0}  {:>7.1}",
+            h.epoch,
+            h.lr,
+            h.train_loss,
+            100.0 * h.train_accuracy,
+            100.0 * h.test_accuracy,
+            h.bytes_dense as f64 / h.steps.max(1) as f64,
+            h.bytes_sent as f64 / h.steps.max(1) as f64,
+            h.train_seconds
+        );
+    }
+    println!(
+        "accuracy     {:.2} % -> {:.2} % ({} test images)",
+        100.0 * out.accuracy_before,
+        100.0 * out.accuracy_after,
+        out.test_samples
+    );
+    println!(
+        "updates      {} ({}, threshold {}): {:.0} B/step sent vs {:.0} B/step dense \
+         ({:.1} % saved)",
+        out.steps,
+        out.compress,
+        out.threshold,
+        out.bytes_per_step_sent,
+        out.bytes_per_step_dense,
+        out.bytes_saved_pct
+    );
+    println!(
+        "time         {:.1} s wall ({:.1} s/epoch training); link model {:.1} s at {:.0} bit/s \
+         ({:.1} s of it weight updates)",
+        out.seconds,
+        out.seconds_per_epoch,
+        out.link_seconds,
+        out.link_bps,
+        out.link_seconds_weight_updates
+    );
+    if let Some(t) = &out.tmr {
+        println!("TMR          {} ({:.1} % extra MACs)", names(&t.protected), t.extra_macs_pct);
+    }
+    println!("checkpoint   {}", out.output);
+}
