@@ -108,8 +108,6 @@ module dla_core #(
 
   // bit0 stuck-at, bit1 bypass, bit2 SEU, bit3 rotation, bit4 defect port
   localparam logic [31:0] Features = {27'h0, HasDefectPort, 1'b1, HasSeu, 2'b11};
-  localparam logic [31:0] HashK1   = 32'h9E3779B1;
-  localparam logic [31:0] HashK2   = 32'h85EBCA77;
 
   // Opcodes and status codes
   localparam logic [7:0] OpInfo     = 8'h01;
@@ -174,7 +172,7 @@ module dla_core #(
   logic [15:0]      kt_d, kt_q, nt_d, nt_q;
   logic [RB-1:0]    lcnt_d, lcnt_q;
   logic [TW-1:0]    t_d, t_q;              // stream cycle
-  logic [31:0]      tk_d, tk_q;            // t * HashK2
+  logic [31:0]      tk_d, tk_q;            // t * dla_pkg::HashK2
   logic [WAW-1:0]   wp_d, wp_q;            // wmem word of the current tile
   logic [BAW-1:0]   aptr_d, aptr_q;        // pbuf offset of activation row t
   logic [AAW-1:0]   accp_d, accp_q;        // acc element of output row m, column nt*C
@@ -191,7 +189,7 @@ module dla_core #(
   logic [31:0]      mk_d, mk_q, mn_d, mn_q, tiles_d, tiles_q;
   logic [15:0]      ktn_d, ktn_q, ntn_d, ntn_q;
   logic [47:0]      mkn_d, mkn_q;
-  logic [31:0]      key_d, key_q;          // seed ^ p * HashK1 for the pass
+  logic [31:0]      key_d, key_q;          // seed ^ p * dla_pkg::HashK1 for the pass
   logic [55:0]      hout_d, hout_q;        // reply header bytes still to send
   logic             rinfo_d, rinfo_q;      // small reply payload: INFO (else COUNTERS)
   logic [47:0]      mul_a_d, mul_a_q;      // shift-add multiplier: multiplicand << i
@@ -1094,7 +1092,7 @@ module dla_core #(
         cycles_d = cycles_q + 64'd1;
         wm_re    = 1'b1;
         wm_raddr = wp_q;
-        key_d    = seed_q ^ (p_q * HashK1);
+        key_d    = seed_q ^ (p_q * dla_pkg::HashK1);
         t_d      = '0;
         tk_d     = '0;
         lcnt_d   = '0;
@@ -1120,7 +1118,7 @@ module dla_core #(
         cycles_d = cycles_q + 64'd1;
         flips_d  = flips_q + 64'(nflips);
         t_d      = t_q + TW'(1);
-        tk_d     = tk_q + HashK2;
+        tk_d     = tk_q + dla_pkg::HashK2;
         if (t_q < TW'(f_m)) begin
           aptr_d = aptr_q + BAW'(f_k);
         end

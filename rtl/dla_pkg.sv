@@ -1,0 +1,85 @@
+// Constants and types shared by the DLA RTL (normative values:
+// docs/protocol.md).
+//
+// Tool subset: Yosys 0.23 accepts neither `import dla_pkg::*;` nor a
+// wildcard import in a module header, and Icarus 11 crashes on a variable
+// declared with a package-scoped enum type (`dla_pkg::rx_state_e st_q;`).
+// What all three tools (Verilator 5.006, Icarus 11, Yosys 0.23) accept:
+// package-scoped names (`dla_pkg::OpInfo`) everywhere, and a module-local
+// alias for each state type (`typedef dla_pkg::rx_state_e rx_state_e;`)
+// declared before the state registers.
+package dla_pkg;
+
+  // ---------------------------------------------------------------------------
+  // Frames (protocol.md section 1)
+  // ---------------------------------------------------------------------------
+  localparam logic [7:0] ReqSync = 8'hA5;   // first byte of a request
+  localparam logic [7:0] RepSync = 8'h5A;   // first byte of a reply
+
+  // Bytes after the sync byte: op/status u8, seq u16, len u32.
+  localparam int HeaderBytes = 7;
+  localparam int CrcBytes    = 2;
+  // Payload bytes 0..FieldBytes-1 hold the fields of every request (the
+  // longest is MATMUL's 12 bytes before its reserved u16).
+  localparam int FieldBytes  = 12;
+
+  // Request payload lengths (protocol.md section 2).
+  localparam logic [31:0] LenWriteAddr   = 32'd4;    // WRITE_WEIGHTS: addr u32, then data
+  localparam logic [31:0] LenPatchEntry  = 32'd4;    // PATCH_WEIGHTS: addr u24, value u8
+  localparam logic [31:0] LenSetFault    = 32'd11;
+  localparam logic [31:0] LenSetBypass   = 32'd3;
+  localparam logic [31:0] LenSetSeu      = 32'd8;
+  localparam logic [31:0] LenMatmulHead  = 32'd14;   // MATMUL: fields before a[m*k]
+  // Reply payload lengths.
+  localparam logic [31:0] RepLenInfo     = 32'd20;
+  localparam logic [31:0] RepLenCounters = 32'd24;
+
+  // INFO reply: proto and rtl version bytes.
+  localparam logic [7:0] ProtoVersion = 8'h01;
+  localparam logic [7:0] RtlVersion   = 8'h01;
+
+  // ---------------------------------------------------------------------------
+  // Opcodes and status codes
+  // ---------------------------------------------------------------------------
+  localparam logic [7:0] OpInfo     = 8'h01;
+  localparam logic [7:0] OpReset    = 8'h02;
+  localparam logic [7:0] OpWrite    = 8'h03;   // WRITE_WEIGHTS
+  localparam logic [7:0] OpPatch    = 8'h04;   // PATCH_WEIGHTS
+  localparam logic [7:0] OpFault    = 8'h05;   // SET_FAULT
+  localparam logic [7:0] OpBypass   = 8'h06;   // SET_BYPASS
+  localparam logic [7:0] OpClear    = 8'h07;   // CLEAR_FAULTS
+  localparam logic [7:0] OpSeu      = 8'h08;   // SET_SEU
+  localparam logic [7:0] OpMatmul   = 8'h09;
+  localparam logic [7:0] OpCounters = 8'h0A;
+
+  localparam logic [7:0] StsOk         = 8'd0;
+  localparam logic [7:0] StsBadCrc     = 8'd1;
+  localparam logic [7:0] StsBadOpcode  = 8'd2;
+  localparam logic [7:0] StsBadLength  = 8'd3;
+  localparam logic [7:0] StsOutOfRange = 8'd4;
+  localparam logic [7:0] StsBusy       = 8'd5;   // the remote bridge's; never sent by the core
+
+  // ---------------------------------------------------------------------------
+  // Fault sites and INFO feature bits
+  // ---------------------------------------------------------------------------
+  localparam logic [1:0] SitePsum   = 2'd0;   // 32-bit
+  localparam logic [1:0] SiteAct    = 2'd1;   // 8-bit
+  localparam logic [1:0] SiteWeight = 2'd2;   // 8-bit
+
+  localparam int FeatStuckAt    = 0;
+  localparam int FeatBypass     = 1;
+  localparam int FeatSeu        = 2;   // transient flips (HasSeu)
+  localparam int FeatRotation   = 3;
+  localparam int FeatDefectPort = 4;   // hidden defect port (HasDefectPort)
+
+  // ---------------------------------------------------------------------------
+  // Transient-flip hash (protocol.md "Transient-flip hash")
+  // ---------------------------------------------------------------------------
+  localparam logic [31:0] HashK1   = 32'h9E3779B1;   // * pass p
+  localparam logic [31:0] HashK2   = 32'h85EBCA77;   // * activation row m
+  localparam logic [31:0] HashK3   = 32'hC2B2AE3D;   // * ((pr << 8) | pc)
+  localparam logic [31:0] HashMul1 = 32'h7FEB352D;   // mixing multiplies
+  localparam logic [31:0] HashMul2 = 32'h846CA68B;
+  localparam logic [31:0] SeuRateMax = 32'h0800_0000; // 2^27: a flip every MAC
+
+endpackage
