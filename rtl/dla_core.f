@@ -7,6 +7,8 @@
 dla_pkg.sv
 dla_crc16.sv
 dla_ram_1r1w.sv
+dla_ram_1rw.sv
+dla_banked_ram.sv
 dla_pe.sv
 dla_array.sv
 dla_core.sv

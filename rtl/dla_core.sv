@@ -84,8 +84,6 @@ module dla_core #(
   localparam int WAW       = $clog2(WWords);
   localparam int BAW       = $clog2(BufBytes);
   localparam int AAW       = $clog2(AccWords);
-  localparam int BankWords = AccWords / C;
-  localparam int BKW       = AAW - CB;
   localparam int RdWords   = (SB >= 4) ? SB / 4 : 1;
   localparam int IdleW     = $clog2(IdleTimeout + 1);
   localparam int FlipW     = $clog2(R * C + 1);
@@ -224,85 +222,50 @@ module dla_core #(
   // ---------------------------------------------------------------------------
   // Memories
   // ---------------------------------------------------------------------------
-  logic [8*C-1:0] wmem_q [WWords];
-  logic [8*C-1:0] wm_rdata_q;
-
   logic [SB-1:0]   pb_we;                  // pbuf write lanes (ib_data_q byte i)
   logic            pb_re;                  // read pbuf at pbr_d for the next cycle
   logic [BAW-1:0]  pbr_d;                  // byte address of read lane 0
-  logic [PBW-1:0]  pbr_q;                  // its bank (the rotation of the read data)
-  logic [8*PB-1:0] pb_bank_q;              // read data, per bank
-  logic [8*PB-1:0] pb_lane;                // byte pbr_q + i in lane i
-  logic [PB-1:0]   pb_wex;                 // write lanes and data widened to PB
-  logic [8*PB-1:0] pb_wdx;
+  logic [8*PB-1:0] pb_lane;                // byte pbr + i of the last read in lane i
+  logic [8*PB-1:0] unused_pb_bank;
+  logic [PBW*PB-1:0] unused_pb_wlane;
   logic            wm_re;
-  logic [WAW-1:0]  wm_raddr, wm_waddr, wm_addr;
+  logic [WAW-1:0]  wm_raddr, wm_waddr;
   logic [C-1:0]    wm_be;
-  logic [8*C-1:0]  wm_wdata;
+  logic [8*C-1:0]  wm_wdata, wm_rdata_q;
 
-  assign pb_wex = PB'(pb_we);
-  assign pb_wdx = (8*PB)'(ib_data_q);
+  dla_banked_ram #(
+    .Width    (8),
+    .Depth    (BufBytes),
+    .Banks    (PB),
+    .BankOrder(1'b0)
+  ) u_pbuf (
+    .clk_i       (clk_i),
+    .we_i        (PB'(pb_we)),
+    .waddr_i     (ptr_q[BAW-1:0]),
+    .wdata_i     ((8*PB)'(ib_data_q)),
+    .wlane_o     (unused_pb_wlane),
+    .re_i        (pb_re),
+    .raddr_i     (pbr_d),
+    .lanes_en_i  (1'b1),
+    .rdata_bank_o(unused_pb_bank),
+    .rdata_o     (pb_lane)
+  );
 
-  // Bank b holds byte base + ((b - base) mod PB) of the PB bytes from base:
-  // the bank row of base, or the next row when b < base mod PB.
-  logic [BAW-PBW-1:0] pwrow0, pwrow1, prrow0, prrow1;
-
-  assign pwrow0 = ptr_q[BAW-1:PBW];
-  assign pwrow1 = pwrow0 + (BAW-PBW)'(1);
-  assign prrow0 = pbr_d[BAW-1:PBW];
-  assign prrow1 = prrow0 + (BAW-PBW)'(1);
-
-  for (genvar b = 0; b < PB; b++) begin : g_pbuf
-    logic [PBW-1:0] wl;                    // write lane that maps to this bank
-
-    assign wl = PBW'(b) - ptr_q[PBW-1:0];
-
-    dla_ram_1r1w #(
-      .Width(8),
-      .Depth(BufBytes / PB)
-    ) u_bank (
-      .clk_i  (clk_i),
-      .we_i   (pb_wex[wl]),
-      .waddr_i((PBW'(b) < ptr_q[PBW-1:0]) ? pwrow1 : pwrow0),
-      .wdata_i(pb_wdx[8*wl +: 8]),
-      .re_i   (pb_re),
-      .raddr_i((PBW'(b) < pbr_d[PBW-1:0]) ? prrow1 : prrow0),
-      .rdata_o(pb_bank_q[8*b +: 8])
-    );
-  end
-
-  always_ff @(posedge clk_i) begin
-    if (pb_re) begin
-      pbr_q <= pbr_d[PBW-1:0];
-    end
-  end
-
-  always_comb begin
-    logic [PBW-1:0] bk;
-    pb_lane = '0;
-    bk      = '0;
-    for (int i = 0; i < PB; i++) begin
-      bk = pbr_q + PBW'(i);
-      pb_lane[8*i +: 8] = pb_bank_q[8*bk +: 8];
-    end
-  end
-
-  // Writes (WRITE/PATCH) and reads (MATMUL) never share a cycle: one address.
-  assign wm_addr = wm_re ? wm_raddr : wm_waddr;
-
-  always_ff @(posedge clk_i) begin
-    for (int l = 0; l < C; l++) begin
-      if (wm_be[l]) begin
-        wmem_q[wm_addr][8*l +: 8] <= wm_wdata[8*l +: 8];
-      end
-    end
-  end
-
-  always_ff @(posedge clk_i) begin
-    if (wm_re) begin
-      wm_rdata_q <= wmem_q[wm_addr];
-    end
-  end
+  // Writes (WRITE/PATCH) and reads (MATMUL) never share a cycle: one
+  // address. The write enables are gated with the read anyway, which makes
+  // that visible to synthesis: yosys merges the ports into the single port
+  // of an iCE40 SPRAM only when it can prove them exclusive.
+  dla_ram_1rw #(
+    .Bytes(C),
+    .Depth(WWords)
+  ) u_wmem (
+    .clk_i  (clk_i),
+    .addr_i (wm_re ? wm_raddr : wm_waddr),
+    .be_i   (wm_re ? '0 : wm_be),
+    .wdata_i(wm_wdata),
+    .re_i   (wm_re),
+    .rdata_o(wm_rdata_q)
+  );
 
   // ---------------------------------------------------------------------------
   // Stream handshakes
@@ -660,54 +623,42 @@ module dla_core #(
   logic            acc_wr;                 // accumulate this cycle (row m valid)
   logic            acc_re;
   logic [AAW-1:0]  arb_d;                  // element of read lane 0
-  logic [CB-1:0]   arb_q;                  // its bank (the rotation of the read data)
+  logic [C-1:0]    acc_we;                 // per bank
+  logic [32*C-1:0] acc_wdata;              // per bank
+  logic [CB*C-1:0] acc_wlane;              // logical column written by bank b
   logic [32*C-1:0] bank_rdata_q;           // per bank
-  logic [BKW-1:0]  wrow0, wrow1, rrow0, rrow1;
 
   assign acc_wr = arr_en && (32'(t_q) >= 32'(R + C - 1));
-  assign wrow0  = accp_q[AAW-1:CB];
-  assign wrow1  = wrow0 + BKW'(1);
-  assign rrow0  = arb_d[AAW-1:CB];
-  assign rrow1  = rrow0 + BKW'(1);
 
   for (genvar b = 0; b < C; b++) begin : g_acc_bank
     logic [CB-1:0] wl, pc;                 // logical column written here, its physical column
 
-    assign wl = CB'(b) - accp_q[CB-1:0];
+    assign wl = acc_wlane[CB*b +: CB];
     assign pc = wl + f_rotc[CB-1:0];
-
-    dla_ram_1r1w #(
-      .Width(32),
-      .Depth(BankWords)
-    ) u_bank (
-      .clk_i  (clk_i),
-      .we_i   (acc_wr && (17'(wl) < nrem_q)),
-      .waddr_i((CB'(b) < accp_q[CB-1:0]) ? wrow1 : wrow0),
-      .wdata_i(psum_dsk[32*pc +: 32] + ((kt_q != 16'd0) ? bank_rdata_q[32*b +: 32] : 32'h0)),
-      .re_i   (acc_re),
-      .raddr_i((CB'(b) < arb_d[CB-1:0]) ? rrow1 : rrow0),
-      .rdata_o(bank_rdata_q[32*b +: 32])
-    );
+    assign acc_we[b] = acc_wr && (17'(wl) < nrem_q);
+    assign acc_wdata[32*b +: 32] =
+        psum_dsk[32*pc +: 32] + ((kt_q != 16'd0) ? bank_rdata_q[32*b +: 32] : 32'h0);
   end
 
-  always_ff @(posedge clk_i) begin
-    if (acc_re) begin
-      arb_q <= arb_d[CB-1:0];
-    end
-  end
-
-  // Reply lane c (c < RdWords) reads bank (arb_q + c) mod C.
-  always_comb begin
-    logic [CB-1:0] bk;
-    acc_lane_rd = '0;
-    bk          = '0;
-    if (st_q == StReply) begin
-      for (int c = 0; c < RdWords; c++) begin
-        bk = CB'(c) + arb_q;
-        acc_lane_rd[32*c +: 32] = bank_rdata_q[32*bk +: 32];
-      end
-    end
-  end
+  // Reply lane c (c < RdWords) reads bank (read bank + c) mod C.
+  dla_banked_ram #(
+    .Width    (32),
+    .Depth    (AccWords),
+    .Banks    (C),
+    .ReadLanes(RdWords),
+    .BankOrder(1'b1)
+  ) u_acc (
+    .clk_i       (clk_i),
+    .we_i        (acc_we),
+    .waddr_i     (accp_q),
+    .wdata_i     (acc_wdata),
+    .wlane_o     (acc_wlane),
+    .re_i        (acc_re),
+    .raddr_i     (arb_d),
+    .lanes_en_i  (st_q == StReply),
+    .rdata_bank_o(bank_rdata_q),
+    .rdata_o     (acc_lane_rd)
+  );
 
   // ---------------------------------------------------------------------------
   // Main FSM
