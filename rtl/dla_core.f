@@ -11,4 +11,6 @@ dla_ram_1rw.sv
 dla_banked_ram.sv
 dla_pe.sv
 dla_array.sv
+dla_req_check.sv
+dla_mul_serial.sv
 dla_core.sv

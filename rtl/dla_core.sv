@@ -120,8 +120,6 @@ module dla_core #(
   localparam logic [7:0] OpCounters = 8'h0A;
 
   localparam logic [7:0] StsOk     = 8'd0;
-  localparam logic [7:0] StsBadCrc = 8'd1;
-  localparam logic [7:0] StsBadOp  = 8'd2;
   localparam logic [7:0] StsBadLen = 8'd3;
   localparam logic [7:0] StsOor    = 8'd4;
 
@@ -190,10 +188,6 @@ module dla_core #(
   logic [31:0]      key_d, key_q;          // seed ^ p * dla_pkg::HashK1 for the pass
   logic [55:0]      hout_d, hout_q;        // reply header bytes still to send
   logic             rinfo_d, rinfo_q;      // small reply payload: INFO (else COUNTERS)
-  logic [47:0]      mul_a_d, mul_a_q;      // shift-add multiplier: multiplicand << i
-  logic [15:0]      mul_b_d, mul_b_q;      // multiplier >> i
-  logic [47:0]      mul_p_d, mul_p_q;      // partial product
-  logic [3:0]       mul_i_d, mul_i_q;      // step i
   logic [1:0]       mul_s_d, mul_s_q;      // product: 0 m*k, 1 m*n, 2 KT*NT, 3 m*k*n
 
   // Request fields
@@ -669,11 +663,53 @@ module dla_core #(
   logic        rep_acc;
   logic [7:0]  pb0, pb1, pb2, pb3;         // pbuf[wsrc + 0..3]
   logic [23:0] patch_addr;
-  logic [47:0] wbytes_end;
-  logic [32:0] write_end;
   logic [31:0] nb, room;
   logic [7:0]  sts;
-  logic        fault_bad;
+  logic        mul_start, mul_done;
+  logic [31:0] mul_a;
+  logic [15:0] mul_b;
+  logic [47:0] mul_result;
+
+  dla_req_check #(
+    .ArrayRows(R),
+    .ArrayCols(C),
+    .WmemBytes(WmemBytes),
+    .AccWords (AccWords),
+    .HasSeu   (HasSeu)
+  ) u_req_check (
+    .en_i      (st_q == StChk3),
+    .crc_ok_i  (crc_ok_q),
+    .op_i      (op),
+    .len_i     (len),
+    .addr_i    (f_u32a),
+    .row_i     (f_row),
+    .col_i     (f_col),
+    .site_i    (f_site),
+    .sa0_i     (f_sa0),
+    .sa1_i     (f_sa1),
+    .m_i       (f_m),
+    .k_i       (f_k),
+    .n_i       (f_n),
+    .rot_rows_i(f_rotr),
+    .rot_cols_i(f_rotc),
+    .mk_i      (mk_q),
+    .mn_i      (mn_q),
+    .tiles_i   (tiles_q),
+    .status_o  (sts)
+  );
+
+  dla_mul_serial #(
+    .AWidth(32),
+    .BWidth(16)
+  ) u_mul (
+    .clk_i   (clk_i),
+    .rst_ni  (rst_ni),
+    .start_i (mul_start),
+    .a_i     (mul_a),
+    .b_i     (mul_b),
+    .done_o  (mul_done),
+    .result_o(mul_result)
+  );
 
   always_comb begin
     pb0 = '0;
@@ -733,10 +769,6 @@ module dla_core #(
     key_d    = key_q;
     hout_d   = hout_q;
     rinfo_d  = rinfo_q;
-    mul_a_d  = mul_a_q;
-    mul_b_d  = mul_b_q;
-    mul_p_d  = mul_p_q;
-    mul_i_d  = mul_i_q;
     mul_s_d  = mul_s_q;
     // strobes
     pb_we     = '0;
@@ -753,12 +785,11 @@ module dla_core #(
     rep_sts   = StsOk;
     rep_len   = '0;
     rep_acc   = 1'b0;
-    wbytes_end = '0;
-    write_end  = '0;
+    mul_start  = 1'b0;
+    mul_a      = 32'(f_m);
+    mul_b      = f_k;
     nb         = '0;
     room       = '0;
-    sts        = StsOk;
-    fault_bad  = 1'b0;
 
     case (st_q)
       // ----------------------------------------------------------- receive
@@ -839,97 +870,45 @@ module dla_core #(
         // them in 64 cycles (request checks are not timed by COUNTERS); four
         // parallel multipliers cost more LUTs than a small FPGA has.
         if (op == OpMatmul) begin
-          st_d    = StMul;
-          mul_a_d = 48'(f_m);
-          mul_b_d = f_k;
-          mul_p_d = '0;
-          mul_i_d = '0;
-          mul_s_d = 2'd0;
+          st_d      = StMul;
+          mul_start = 1'b1;
+          mul_a     = 32'(f_m);
+          mul_b     = f_k;
+          mul_s_d   = 2'd0;
         end
       end
 
       StMul: begin
-        mul_p_d = mul_b_q[0] ? mul_p_q + mul_a_q : mul_p_q;
-        mul_a_d = mul_a_q << 1;
-        mul_b_d = mul_b_q >> 1;
-        mul_i_d = mul_i_q + 4'd1;
-        if (mul_i_q == 4'd15) begin
-          mul_i_d = '0;
-          mul_s_d = mul_s_q + 2'd1;
+        if (mul_done) begin
+          mul_s_d   = mul_s_q + 2'd1;
+          mul_start = 1'b1;
           case (mul_s_q)
             2'd0: begin
-              mk_d    = mul_p_d[31:0];
-              mul_a_d = 48'(f_m);
-              mul_b_d = f_n;
+              mk_d  = mul_result[31:0];
+              mul_a = 32'(f_m);
+              mul_b = f_n;
             end
             2'd1: begin
-              mn_d    = mul_p_d[31:0];
-              mul_a_d = 48'(ktn_q);
-              mul_b_d = ntn_q;
+              mn_d  = mul_result[31:0];
+              mul_a = 32'(ktn_q);
+              mul_b = ntn_q;
             end
             2'd2: begin
-              tiles_d = mul_p_d[31:0];
-              mul_a_d = 48'(mk_q);
-              mul_b_d = f_n;
+              tiles_d = mul_result[31:0];
+              mul_a   = mk_q;
+              mul_b   = f_n;
             end
             default: begin
-              mkn_d = mul_p_d;
-              st_d  = StChk3;
+              mkn_d     = mul_result;
+              mul_start = 1'b0;
+              st_d      = StChk3;
             end
           endcase
-          mul_p_d = '0;
         end
       end
 
       StChk3: begin
-        wbytes_end = 48'(f_u32a) + (48'(tiles_q) << (RB + CB));
-        write_end  = 33'(f_u32a) + 33'(len) - 33'd4;
-        fault_bad  = (32'(f_row) >= 32'(R)) || (32'(f_col) >= 32'(C)) || (f_site > 8'd2) ||
-                     ((f_site != 8'd0) && ((f_sa0[31:8] != 24'd0) || (f_sa1[31:8] != 24'd0))) ||
-                     ((f_sa0 & f_sa1) != 32'd0);
-        // status, in the order of protocol.md section 1 rule 3
-        if (!crc_ok_q) begin
-          sts = StsBadCrc;
-        end else begin
-          case (op)
-            OpInfo, OpReset, OpClear, OpCounters: begin
-              if (len != 32'd0) sts = StsBadLen;
-            end
-            OpWrite: begin
-              if (len < 32'd4) sts = StsBadLen;
-              else if (write_end > 33'(WmemBytes)) sts = StsOor;
-            end
-            OpPatch: begin
-              if (len[1:0] != 2'b00) sts = StsBadLen;
-            end
-            OpFault: begin
-              if (len != 32'd11) sts = StsBadLen;
-              else if (fault_bad) sts = StsOor;
-            end
-            OpBypass: begin
-              if (len != 32'd3) sts = StsBadLen;
-              else if ((32'(f_row) >= 32'(R)) || (32'(f_col) >= 32'(C)) || (f_site > 8'd1)) begin
-                sts = StsOor;
-              end
-            end
-            OpSeu: begin
-              if (len != 32'd8) sts = StsBadLen;
-              else if (f_u32a > 32'h0800_0000 || (!HasSeu && f_u32a != 32'd0)) sts = StsOor;
-            end
-            OpMatmul: begin
-              if (len < 32'd14 || 33'(len) != 33'(mk_q) + 33'd14) sts = StsBadLen;
-              else if (f_m == 16'd0 || f_k == 16'd0 || f_n == 16'd0 ||
-                       32'(f_rotr) >= 32'(R) || 32'(f_rotc) >= 32'(C) ||
-                       f_u32a[CB-1:0] != '0 ||
-                       wbytes_end > 48'(WmemBytes) ||
-                       mn_q > 32'(AccWords)) begin
-                sts = StsOor;
-              end
-            end
-            default: sts = StsBadOp;
-          endcase
-        end
-
+        // status from dla_req_check
         rep_go  = 1'b1;
         rep_sts = sts;
         if (sts == StsOk) begin
@@ -1257,10 +1236,6 @@ module dla_core #(
     key_q    <= key_d;
     hout_q   <= hout_d;
     rinfo_q  <= rinfo_d;
-    mul_a_q  <= mul_a_d;
-    mul_b_q  <= mul_b_d;
-    mul_p_q  <= mul_p_d;
-    mul_i_q  <= mul_i_d;
     mul_s_q  <= mul_s_d;
   end
 

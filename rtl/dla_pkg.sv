@@ -82,4 +82,13 @@ package dla_pkg;
   localparam logic [31:0] HashMul2 = 32'h846CA68B;
   localparam logic [31:0] SeuRateMax = 32'h0800_0000; // 2^27: a flip every MAC
 
+  // ---------------------------------------------------------------------------
+  // State machines
+  // ---------------------------------------------------------------------------
+  // dla_mul_serial.
+  typedef enum logic {
+    MulIdle = 1'b0,
+    MulBusy = 1'b1
+  } mul_state_e;
+
 endpackage
