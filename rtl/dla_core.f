@@ -11,6 +11,9 @@ dla_ram_1rw.sv
 dla_banked_ram.sv
 dla_pe.sv
 dla_array.sv
+dla_frame_rx.sv
 dla_req_check.sv
 dla_mul_serial.sv
+dla_tile_seq.sv
+dla_reply_tx.sv
 dla_core.sv

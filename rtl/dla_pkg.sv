@@ -85,10 +85,50 @@ package dla_pkg;
   // ---------------------------------------------------------------------------
   // State machines
   // ---------------------------------------------------------------------------
+  // dla_frame_rx: one request frame (protocol.md section 1, receiver rules).
+  typedef enum logic [2:0] {
+    RxIdle    = 3'd0,   // the core executes or replies; no input taken
+    RxHunt    = 3'd1,   // drop bytes until ReqSync
+    RxHeader  = 3'd2,   // HeaderBytes header bytes
+    RxPayload = 3'd3,   // len payload bytes into the payload buffer
+    RxCrc     = 3'd4    // CrcBytes CRC bytes
+  } rx_state_e;
+
+  // dla_core: the controller.
+  typedef enum logic [3:0] {
+    StReceive    = 4'd0,   // dla_frame_rx receives a frame
+    StLatch      = 4'd1,   // latch the CRC comparison
+    StTileCount  = 4'd2,   // KT, NT; MATMUL: start the products
+    StMultiply   = 4'd3,   // MATMUL: four products on dla_mul_serial
+    StCheck      = 4'd4,   // status decision (dla_req_check), simple ops
+    StWrite      = 4'd5,   // WRITE_WEIGHTS: one wmem word per cycle
+    StPatchScan  = 4'd6,   // PATCH_WEIGHTS: range check of every entry
+    StPatchApply = 4'd7,   // PATCH_WEIGHTS: one entry per cycle
+    StMatmul     = 4'd8,   // dla_tile_seq runs the passes
+    StReply      = 4'd9    // dla_reply_tx sends the reply
+  } ctrl_state_e;
+
   // dla_mul_serial.
   typedef enum logic {
     MulIdle = 1'b0,
     MulBusy = 1'b1
   } mul_state_e;
+
+  // dla_tile_seq: one MATMUL pass is TURN, LOAD, STREAM.
+  typedef enum logic [1:0] {
+    SeqIdle   = 2'd0,
+    SeqTurn   = 2'd1,   // 1 cycle: read tile row 0, per-pass setup
+    SeqLoad   = 2'd2,   // R cycles: weight rows into the array
+    SeqStream = 2'd3    // M + R + C - 1 cycles: stream and drain
+  } seq_state_e;
+
+  // dla_reply_tx: one reply frame.
+  typedef enum logic [2:0] {
+    TxIdle    = 3'd0,
+    TxSync    = 3'd1,   // RepSync
+    TxHeader  = 3'd2,   // status, seq, len
+    TxPayload = 3'd3,
+    TxCrc     = 3'd4
+  } tx_state_e;
 
 endpackage
