@@ -131,4 +131,12 @@ package dla_pkg;
     TxCrc     = 3'd4
   } tx_state_e;
 
+  // dla_uart_rx: one 8N1 byte (board tops).
+  typedef enum logic [1:0] {
+    UartIdle  = 2'd0,
+    UartStart = 2'd1,   // to the middle of the start bit, re-checked there
+    UartData  = 2'd2,   // eight data bits, each sampled at its middle
+    UartStop  = 2'd3
+  } uart_rx_state_e;
+
 endpackage
