@@ -65,8 +65,8 @@ module dla_pe #(
   input  logic [31:0] dft_sa1_i,
   // transient faults
   input  logic        seu_en_i,     // rate != 0
-  input  logic [31:0] seu_key_i,    // seed ^ p * 0x9E3779B1
-  input  logic [31:0] seu_tk_i,     // t * 0x85EBCA77
+  input  logic [31:0] seu_key_i,    // seed ^ p * HashK1
+  input  logic [31:0] seu_tk_i,     // t * HashK2
   input  logic [31:0] seu_t_i,      // stream cycle t
   input  logic [15:0] seu_m_i,      // M of the running MATMUL
   input  logic [27:0] seu_rate_i,   // flip if (h >> 5) < rate
@@ -76,8 +76,8 @@ module dla_pe #(
   output logic [7:0]  nflip_o
 );
 
-  localparam logic [31:0] RcK2 = (32'(Row) + 32'(Col)) * 32'h85EBCA77;
-  localparam logic [31:0] IdK3 = ((32'(Row) << 8) | 32'(Col)) * 32'hC2B2AE3D;
+  localparam logic [31:0] RcK2 = (32'(Row) + 32'(Col)) * dla_pkg::HashK2;
+  localparam logic [31:0] IdK3 = ((32'(Row) << 8) | 32'(Col)) * dla_pkg::HashK3;
   localparam logic [31:0] RowCol = 32'(Row) + 32'(Col);
   localparam logic [7:0]  Row8   = 8'(Row);
   localparam logic [7:0]  Col8   = 8'(Col);
@@ -104,15 +104,15 @@ module dla_pe #(
       wt_sa1_q <= '0;
       byp_q    <= 1'b0;
     end else if (cfg_any_i) begin
-      if (clear_i || (cfg_we_i && cfg_site_i == 2'd0 && cfg_row_i == Row8 && cfg_col_i == Col8)) begin
+      if (clear_i || (cfg_we_i && cfg_site_i == dla_pkg::SitePsum && cfg_row_i == Row8 && cfg_col_i == Col8)) begin
         ps_sa0_q <= cfg_sa0_i;
         ps_sa1_q <= cfg_sa1_i;
       end
-      if (clear_i || (cfg_we_i && cfg_site_i == 2'd1 && cfg_row_i == Row8 && cfg_col_i == Col8)) begin
+      if (clear_i || (cfg_we_i && cfg_site_i == dla_pkg::SiteAct && cfg_row_i == Row8 && cfg_col_i == Col8)) begin
         ac_sa0_q <= cfg_sa0_i[7:0];
         ac_sa1_q <= cfg_sa1_i[7:0];
       end
-      if (clear_i || (cfg_we_i && cfg_site_i == 2'd2 && cfg_row_i == Row8 && cfg_col_i == Col8)) begin
+      if (clear_i || (cfg_we_i && cfg_site_i == dla_pkg::SiteWeight && cfg_row_i == Row8 && cfg_col_i == Col8)) begin
         wt_sa0_q <= cfg_sa0_i[7:0];
         wt_sa1_q <= cfg_sa1_i[7:0];
       end
@@ -142,16 +142,16 @@ module dla_pe #(
       dwt_sa0_d = dwt_sa0_q;
       dwt_sa1_d = dwt_sa1_q;
       if (dft_upd) begin
-        case (dft_site_i)
-          2'd0: begin
+        unique case (dft_site_i)
+          dla_pkg::SitePsum: begin
             dps_sa0_d = dft_sa0_i;
             dps_sa1_d = dft_sa1_i;
           end
-          2'd1: begin
+          dla_pkg::SiteAct: begin
             dac_sa0_d = dft_sa0_i[7:0];
             dac_sa1_d = dft_sa1_i[7:0];
           end
-          2'd2: begin
+          dla_pkg::SiteWeight: begin
             dwt_sa0_d = dft_sa0_i[7:0];
             dwt_sa1_d = dft_sa1_i[7:0];
           end
@@ -225,9 +225,9 @@ module dla_pe #(
     m_idx = t - RowCol;
     h = key ^ (tk - RcK2) ^ IdK3;
     h = h ^ (h >> 16);
-    h = h * 32'h7FEB352D;
+    h = h * dla_pkg::HashMul1;
     h = h ^ (h >> 15);
-    h = h * 32'h846CA68B;
+    h = h * dla_pkg::HashMul2;
     h = h ^ (h >> 16);
     // Only rows 0 <= m < M are real MACs (t < Row+Col wraps to a huge m).
     seu_mask = '0;

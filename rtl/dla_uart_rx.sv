@@ -21,13 +21,10 @@ module dla_uart_rx #(
   output logic            busy_o     // a byte is being received
 );
 
-  localparam logic [1:0] StIdle  = 2'd0;
-  localparam logic [1:0] StStart = 2'd1;
-  localparam logic [1:0] StData  = 2'd2;
-  localparam logic [1:0] StStop  = 2'd3;
+  typedef dla_pkg::uart_rx_state_e uart_rx_state_e;
 
   logic [1:0]      sync_q;
-  logic [1:0]      st_d, st_q;
+  uart_rx_state_e  state_d, state_q;
   logic [CpbW-1:0] cnt_d, cnt_q;
   logic [2:0]      bit_d, bit_q;
   logic [7:0]      sh_d, sh_q;
@@ -38,33 +35,33 @@ module dla_uart_rx #(
   assign rx = sync_q[1];
 
   always_comb begin
-    st_d    = st_q;
+    state_d = state_q;
     cnt_d   = cnt_q;
     bit_d   = bit_q;
     sh_d    = sh_q;
     brk_d   = brk_q;
     valid_d = 1'b0;
-    case (st_q)
-      StIdle: begin
+    unique case (state_q)
+      dla_pkg::UartIdle: begin
         if (brk_q) begin
           brk_d = !rx;
         end else if (!rx) begin
-          st_d  = StStart;
-          cnt_d = (cpb_i >> 1) - CpbW'(1);   // to the middle of the start bit
+          state_d = dla_pkg::UartStart;
+          cnt_d   = (cpb_i >> 1) - CpbW'(1);   // to the middle of the start bit
         end
       end
-      StStart: begin
+      dla_pkg::UartStart: begin
         if (cnt_q != '0) begin
           cnt_d = cnt_q - CpbW'(1);
         end else if (rx) begin
-          st_d = StIdle;                     // glitch
+          state_d = dla_pkg::UartIdle;       // glitch
         end else begin
-          st_d  = StData;
-          cnt_d = cpb_i - CpbW'(1);
-          bit_d = '0;
+          state_d = dla_pkg::UartData;
+          cnt_d   = cpb_i - CpbW'(1);
+          bit_d   = '0;
         end
       end
-      StData: begin
+      dla_pkg::UartData: begin
         if (cnt_q != '0) begin
           cnt_d = cnt_q - CpbW'(1);
         end else begin
@@ -72,15 +69,15 @@ module dla_uart_rx #(
           cnt_d = cpb_i - CpbW'(1);
           bit_d = bit_q + 3'd1;
           if (bit_q == 3'd7) begin
-            st_d = StStop;
+            state_d = dla_pkg::UartStop;
           end
         end
       end
-      default: begin  // StStop
+      default: begin  // UartStop
         if (cnt_q != '0) begin
           cnt_d = cnt_q - CpbW'(1);
         end else begin
-          st_d    = StIdle;
+          state_d = dla_pkg::UartIdle;
           valid_d = rx;
           brk_d   = !rx;
         end
@@ -91,14 +88,14 @@ module dla_uart_rx #(
   always_ff @(posedge clk_i) begin
     if (!rst_ni) begin
       sync_q  <= 2'b11;
-      st_q    <= StIdle;
+      state_q <= dla_pkg::UartIdle;
       cnt_q   <= '0;
       bit_q   <= '0;
       brk_q   <= 1'b0;
       valid_q <= 1'b0;
     end else begin
       sync_q  <= {sync_q[0], rx_i};
-      st_q    <= st_d;
+      state_q <= state_d;
       cnt_q   <= cnt_d;
       bit_q   <= bit_d;
       brk_q   <= brk_d;
@@ -112,6 +109,6 @@ module dla_uart_rx #(
 
   assign valid_o = valid_q;
   assign data_o  = sh_q;
-  assign busy_o  = (st_q != StIdle);
+  assign busy_o  = (state_q != dla_pkg::UartIdle);
 
 endmodule

@@ -28,7 +28,11 @@ for tool in yosys nextpnr-ice40 icepack; do
 done
 mkdir -p "$OUT"
 RTL=rtl
-SRCS="$RTL/dla_crc16.sv $RTL/dla_ram_1r1w.sv $RTL/dla_pe.sv $RTL/dla_array.sv $RTL/dla_core.sv $RTL/dla_uart_rx.sv $RTL/dla_uart_tx.sv $RTL/dla_uart_top.sv $RTL/ice40/dla_ice40_top.sv"
+# The core's files (the one list, rtl/dla_core.f: paths relative to rtl/,
+# // comments), then the board top and the iCEBreaker top.
+CORE=$(sed -e 's|//.*||' -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' "$RTL/dla_core.f" | grep -v '^$' | sed "s|^|$RTL/|" | tr '\n' ' ')
+[ -n "$CORE" ] || { echo "ice40.sh: $RTL/dla_core.f lists no files"; exit 2; }
+SRCS="$CORE$RTL/dla_uart_rx.sv $RTL/dla_uart_tx.sv $RTL/dla_uart_top.sv $RTL/ice40/dla_ice40_top.sv"
 
 util() { # nextpnr log -> "LC a/b, DSP .., EBR .., SPRAM .."
   grep -E "ICESTORM_(LC|DSP|RAM|SPRAM):" "$1" | head -4 | awk '{sub(/:$/,"",$2); printf "%s %s%s %s  ", $2, $3, $4, $5}'

@@ -17,34 +17,17 @@
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Stream port width of the built models (bytes per beat, docs/protocol.md s5).
 const STREAM_BYTES: usize = 8;
 
-const RTL_FILES: &[&str] = &[
-    "lint.vlt",
-    "dla_crc16.sv",
-    "dla_ram_1r1w.sv",
-    "dla_pe.sv",
-    "dla_array.sv",
-    "dla_core.sv",
-    "dla_sim_top.sv",
-];
+/// The sim top, after the core's files (`rtl/dla_core.f`).
+const SIM_TOP_FILES: &[&str] = &["dla_sim_top.sv"];
 
-/// The board top (UART) and what it needs.
-const UART_RTL_FILES: &[&str] = &[
-    "lint.vlt",
-    "dla_crc16.sv",
-    "dla_ram_1r1w.sv",
-    "dla_pe.sv",
-    "dla_array.sv",
-    "dla_core.sv",
-    "dla_uart_rx.sv",
-    "dla_uart_tx.sv",
-    "dla_uart_top.sv",
-];
+/// The board top (UART) and what it needs beyond the core.
+const UART_TOP_FILES: &[&str] = &["dla_uart_rx.sv", "dla_uart_tx.sv", "dla_uart_top.sv"];
 
 /// Idle timeout of the virtual board models in clock cycles (rule 4): more
 /// than two byte times at the largest bit period the board accepts (3000
@@ -105,7 +88,7 @@ fn main() {
             .args(extra)
             .arg("-Mdir")
             .arg(&mdir);
-        for f in RTL_FILES {
+        for f in rtl_files(&rtl, SIM_TOP_FILES) {
             cmd.arg(rtl.join(f));
         }
         run(&mut cmd, "verilator");
@@ -170,7 +153,7 @@ fn main() {
             .arg("-GFastPath=1'b0")
             .arg("-Mdir")
             .arg(&mdir);
-        for f in UART_RTL_FILES {
+        for f in rtl_files(&rtl, UART_TOP_FILES) {
             cmd.arg(rtl.join(f));
         }
         run(&mut cmd, "verilator (board)");
@@ -230,6 +213,32 @@ fn main() {
     println!("cargo:rustc-link-search=native={}", out.display());
     println!("cargo:rustc-link-lib=static=faultloop_dla");
     println!("cargo:rustc-link-lib=dylib=stdc++");
+}
+
+/// The source files of `dla_core` in compile order, relative to `rtl/`: the
+/// file list `rtl/dla_core.f` (one path a line, `//` comments), the one list
+/// that `scripts/rtl-check` and `scripts/fpga/ice40.sh` read too.
+fn core_files(rtl: &Path) -> Vec<String> {
+    let list = rtl.join("dla_core.f");
+    let text =
+        fs::read_to_string(&list).unwrap_or_else(|e| panic!("cannot read {}: {e}", list.display()));
+    let files: Vec<String> = text
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    assert!(!files.is_empty(), "{} lists no files", list.display());
+    files
+}
+
+/// Verilator's inputs for one top: the lint waivers first, the core's
+/// files, then the top's own.
+fn rtl_files(rtl: &Path, top: &[&str]) -> Vec<String> {
+    let mut v = vec!["lint.vlt".to_string()];
+    v.extend(core_files(rtl));
+    v.extend(top.iter().map(|s| s.to_string()));
+    v
 }
 
 fn parse_sizes(s: &str) -> Vec<(usize, usize)> {
