@@ -1,7 +1,7 @@
 // Top for the Verilated model: dla_core with the byte-stream port of docs/protocol.md
 // section 5. The hidden defect port is not present here (HasDefectPort = 0).
-// Defaults are the configuration `DeviceConfig::sim(rows, cols)` in
-// sim-bridge/src/model.rs describes.
+// Defaults are the configuration `Info::sim(rows, cols)` in
+// sim-bridge/proto/src/frame.rs describes (the golden model's twin).
 module dla_sim_top #(
   parameter int ArrayRows   = 16,
   parameter int ArrayCols   = 16,

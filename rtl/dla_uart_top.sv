@@ -3,7 +3,7 @@
 //
 //  * ClocksPerBit: the bit period in clock cycles (iCEBreaker: 12 MHz /
 //    115200 baud = 104). 0 takes it from the cpb_i port instead, so one
-//    Verilated model serves every baud rate (sim-bridge's virtual board);
+//    Verilated model serves every baud rate (faultloop-verilated's virtual board);
 //    a synthesised board ties it to a constant.
 //  * The receiver feeds a RxFifoDepth-byte FIFO in front of the core: while
 //    the core computes it takes no input (protocol.md section 1 rule 5); a
