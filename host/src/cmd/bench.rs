@@ -12,17 +12,22 @@ use crate::output::print_json;
 
 #[derive(Args)]
 pub struct BenchArgs {
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Rows of the activation matrix (M of M x K x N).
     #[arg(long, default_value_t = 256)]
     pub m: usize,
+    /// Inner dimension (K of M x K x N).
     #[arg(long, default_value_t = 512)]
     pub k: usize,
+    /// Output columns (N of M x K x N).
     #[arg(long, default_value_t = 512)]
     pub n: usize,
     /// Fault rate of the random map.
     #[arg(long, default_value_t = 0.05)]
     pub rate: f64,
+    /// Seed of the operands and the fault map.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Array size `RxC` of both devices.

@@ -47,12 +47,15 @@ pub struct DemoArgs {
     /// Minimum accuracy loss (points) the scan looks for.
     #[arg(long, default_value_t = 10.0)]
     pub min_loss: f64,
+    /// Learning rate (Adam; cosine schedule per epoch when retraining).
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// Batch size.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
     #[command(flatten)]
     pub link: LinkArg,
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }

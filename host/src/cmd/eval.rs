@@ -29,10 +29,12 @@ pub struct EvalArgs {
     /// Evaluate the first N test images (default all 10 000).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Images per evaluation batch.
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
     #[command(flatten)]
     pub link: LinkArg,
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }

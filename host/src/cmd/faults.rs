@@ -13,23 +13,28 @@ use crate::output::print_json_sorted;
 pub enum FaultsCmd {
     /// A reproducible random fault map.
     Random {
+        /// Array rows of the map.
         #[arg(long, default_value_t = 16)]
         rows: usize,
+        /// Array columns of the map.
         #[arg(long, default_value_t = 16)]
         cols: usize,
         /// Fraction of faulty PEs, 0..1.
         #[arg(long)]
         rate: f64,
+        /// Seed of the map (same seed, same map).
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Sites a fault may hit (comma-separated).
         #[arg(long, value_delimiter = ',', default_value = "psum,act,weight")]
         sites: Vec<Site>,
+        /// Stuck-at polarity of the random faults.
         #[arg(long, value_enum, default_value_t = PolarityArg::Both)]
         polarity: PolarityArg,
         /// Transient single-bit flip probability per MAC (0 = none).
         #[arg(long, default_value_t = 0.0)]
         seu_rate: f64,
+        /// Seed of the transient-flip hash (with --seu-rate).
         #[arg(long, default_value_t = 1)]
         seu_seed: u32,
         /// Output file (stdout when absent).
@@ -38,7 +43,9 @@ pub enum FaultsCmd {
     },
     /// Validate a fault map and summarise it.
     Check {
+        /// The fault map (JSON) to check.
         map: PathBuf,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },

@@ -23,15 +23,19 @@ pub struct MatmulArgs {
     /// Tile rotation `r,c` (partial TMR runs a layer on rotated PEs).
     #[arg(long, value_parser = parse_pair)]
     pub rotate: Option<(u8, u8)>,
+    /// Rows of the activation matrix (M of M x K x N).
     #[arg(long)]
     pub m: usize,
+    /// Inner dimension (K of M x K x N).
     #[arg(long)]
     pub k: usize,
+    /// Output columns (N of M x K x N).
     #[arg(long)]
     pub n: usize,
     /// Seed of the random A (m x k) and W (k x n), the same generator on every device.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -19,12 +19,16 @@ pub struct PretrainArgs {
     /// mlp (784-256-128-10) or cnn (conv 1→8, 8→16, fc 784→10).
     #[arg(long, default_value = "mlp")]
     pub model: String,
+    /// Training epochs.
     #[arg(long, default_value_t = 8)]
     pub epochs: usize,
+    /// Seed of every random draw (same seed, same result).
     #[arg(long, default_value_t = 1)]
     pub seed: i64,
+    /// Learning rate (Adam; cosine schedule per epoch when retraining).
     #[arg(long, default_value_t = 2e-3)]
     pub lr: f64,
+    /// Batch size.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
     /// Use only the first N training examples.
@@ -33,6 +37,7 @@ pub struct PretrainArgs {
     /// Output checkpoint directory.
     #[arg(long, short = 'o')]
     pub output: PathBuf,
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -27,6 +27,7 @@ pub struct RetrainArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub run: DeviceRunArgs,
+    /// Training epochs.
     #[arg(long, default_value_t = 2)]
     pub epochs: usize,
     /// Test images evaluated before and after each epoch (the first N; default 2000).
@@ -35,16 +36,20 @@ pub struct RetrainArgs {
     /// Training examples per epoch, a fresh seeded draw each epoch (0 = all 60 000).
     #[arg(long, default_value_t = 4000)]
     pub train_samples: usize,
+    /// Weight updates: sparse PATCH increments or a dense rewrite every step.
     #[arg(long, default_value = "sparse")]
     pub compress: Compress,
     /// Sparse: send a weight only once it moved by at least this many int8
     /// steps (the rest stays in a host-side residual).
     #[arg(long, default_value_t = 1)]
     pub threshold: u8,
+    /// Learning rate (Adam; cosine schedule per epoch when retraining).
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// Batch size.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Seed of every random draw (same seed, same result).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Checkpoint to the output directory every N steps (and at each epoch end).
@@ -58,6 +63,7 @@ pub struct RetrainArgs {
     /// Output checkpoint directory (also holds the resume state).
     #[arg(long, short = 'o')]
     pub output: PathBuf,
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
