@@ -3,7 +3,26 @@
 // so both tops come out of reset the same way.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
 #include "verilated.h"
+
+// Hand out up to n of a model's output bytes (out[pos..] not yet read) into
+// buf, in order; the queue empties itself once everything was read.
+inline size_t take_output(std::vector<uint8_t>& out, size_t& pos, uint8_t* buf, size_t n) {
+    const size_t have = out.size() - pos;
+    const size_t k = n < have ? n : have;
+    std::memcpy(buf, out.data() + pos, k);
+    pos += k;
+    if (pos == out.size()) {
+        out.clear();
+        pos = 0;
+    }
+    return k;
+}
 
 template <class T>
 struct Clocked {

@@ -183,15 +183,7 @@ size_t dla_pending(void* h) { return static_cast<DlaBase*>(h)->pending(); }
 // Copy up to n buffered reply bytes into buf; returns the count.
 size_t dla_read(void* h, uint8_t* buf, size_t n) {
     DlaBase* d = static_cast<DlaBase*>(h);
-    const size_t have = d->pending();
-    const size_t k = n < have ? n : have;
-    std::memcpy(buf, d->out.data() + d->out_pos, k);
-    d->out_pos += k;
-    if (d->out_pos == d->out.size()) {
-        d->out.clear();
-        d->out_pos = 0;
-    }
-    return k;
+    return take_output(d->out, d->out_pos, buf, n);
 }
 
 // 1 when all input was taken, no reply beat is pending and the device

@@ -236,15 +236,7 @@ size_t dla_uart_pending(void* h) { return static_cast<UartBase*>(h)->pending(); 
 // Copy up to n received bytes into buf; returns the count.
 size_t dla_uart_read(void* h, uint8_t* buf, size_t n) {
     UartBase* d = static_cast<UartBase*>(h);
-    const size_t have = d->pending();
-    const size_t k = n < have ? n : have;
-    std::memcpy(buf, d->out.data() + d->out_pos, k);
-    d->out_pos += k;
-    if (d->out_pos == d->out.size()) {
-        d->out.clear();
-        d->out_pos = 0;
-    }
-    return k;
+    return take_output(d->out, d->out_pos, buf, n);
 }
 
 // 1 when all queued bytes are on the line, the board is idle and no TX byte
