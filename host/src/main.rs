@@ -31,6 +31,8 @@ struct Cli {
 enum Cmd {
     /// Array size, memories, protocol and RTL versions, features of a device.
     Info(cmd::info::InfoArgs),
+    /// Find a chip's permanent faults over the protocol alone; write its fault map.
+    Characterize(cmd::characterize::CharacterizeArgs),
     /// Make and check fault maps.
     #[command(subcommand)]
     Faults(cmd::faults::FaultsCmd),
@@ -83,6 +85,7 @@ fn run(cli: Cli) -> Result<()> {
     }
     match cli.cmd {
         Cmd::Info(a) => cmd::info::run(a, &open),
+        Cmd::Characterize(a) => cmd::characterize::run(a, &open),
         Cmd::Faults(c) => cmd::faults::run(c),
         Cmd::Matmul(a) => cmd::matmul::run(a, &open),
         Cmd::Bench(a) => cmd::bench::run(a),

@@ -8,7 +8,7 @@ use trainer::retrain::Progress;
 
 pub struct Bar {
     label: String,
-    total: usize,
+    pub total: usize,
     done: usize,
     t0: Instant,
     on: bool,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use faultloop_proto::rng::Rng;
 use faultloop_proto::Link;
-use faultloop_proto::{decode, Decoded, REPLY_SYNC};
+use faultloop_proto::{decode, Decoded, Request, Site, REPLY_SYNC};
 
 /// How long any test waits for one reply before calling the device hung.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -168,4 +168,199 @@ pub fn run_json(bin: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!("faultloop {args:?}: not JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout))
     })
+}
+
+/// One random request program (RESET first), as requests: weights, faults,
+/// bypass, maybe SEU, MATMULs with and without rotation, a patch, one refused
+/// or clearing request, COUNTERS.
+pub fn random_program(rng: &mut Rng, rows: usize, cols: usize) -> Vec<Request> {
+    let mut p = vec![Request::Reset];
+    let m = 1 + rng.index(6);
+    let k = 1 + rng.index(2 * rows + 2);
+    let n = 1 + rng.index(2 * cols + 2);
+    let region = k.div_ceil(rows) * n.div_ceil(cols) * rows * cols;
+    let base = cols * rng.index(16);
+    p.push(Request::WriteWeights { addr: base as u32, data: random_bytes(rng, region) });
+    let rate = rng.f64() * 0.4;
+    for r in 0..rows {
+        for c in 0..cols {
+            if rng.f64() < rate {
+                let site = Site::ALL[rng.index(3)];
+                let (sa0, sa1) = random_masks(rng, site.bits(), 2);
+                p.push(Request::SetFault { row: r as u8, col: c as u8, site, sa0, sa1 });
+            }
+            if rng.f64() < rate / 4.0 {
+                p.push(Request::SetBypass { row: r as u8, col: c as u8, on: true });
+            }
+        }
+    }
+    if rng.below(3) == 0 {
+        p.push(Request::SetSeu {
+            rate: [1000u32, 1 << 20, 1 << 27][rng.index(3)],
+            seed: rng.next_u32(),
+        });
+    }
+    let mut a = vec![0i8; m * k];
+    rng.fill_i8(&mut a);
+    let rot =
+        if rng.below(2) == 0 { (0, 0) } else { (rng.index(rows) as u8, rng.index(cols) as u8) };
+    p.push(Request::Matmul {
+        base: base as u32,
+        m: m as u16,
+        k: k as u16,
+        n: n as u16,
+        rot,
+        a: a.clone(),
+    });
+    let patch = (0..1 + rng.index(6))
+        .map(|_| ((base + rng.index(region)) as u32, rng.next_u32() as i8))
+        .collect();
+    p.push(Request::PatchWeights(patch));
+    p.push(Request::Matmul {
+        base: base as u32,
+        m: m as u16,
+        k: k as u16,
+        n: n as u16,
+        rot: (0, 0),
+        a,
+    });
+    match rng.below(3) {
+        0 => {
+            p.push(Request::SetFault { row: rows as u8, col: 0, site: Site::Psum, sa0: 1, sa1: 0 })
+        }
+        1 => p.push(Request::Matmul { base: 0, m: 0, k: 1, n: 1, rot: (0, 0), a: vec![] }),
+        _ => p.push(Request::ClearFaults),
+    }
+    p.push(Request::Counters);
+    p
+}
+
+/// INFO replies differ in feature bit 4 (the board has a defect port):
+/// clear it (and re-encode the CRC) before comparing.
+pub fn without_defect_feature(reply: &[u8]) -> Vec<u8> {
+    let f = faultloop_proto::decode(reply, faultloop_proto::REPLY_SYNC, usize::MAX / 2);
+    match f {
+        faultloop_proto::Decoded::Frame { frame, .. } if frame.payload.len() == 20 => {
+            let mut p = frame.payload.clone();
+            p[16] &= !0x10;
+            faultloop_proto::encode_reply(frame.code, frame.seq, &p)
+        }
+        _ => reply.to_vec(),
+    }
+}
+
+/// A random chip: `round(rate · R·C)` distinct faulty PEs, each with one to
+/// three sites of 1..=3 stuck bits of either polarity (a multi-bit,
+/// all-site map, as characterisation must find).
+pub fn random_chip_map(
+    rng: &mut Rng,
+    rows: usize,
+    cols: usize,
+    rate: f64,
+) -> faultloop_proto::faultmap::FaultMap {
+    use faultloop_proto::faultmap::{Fault, FaultMap};
+    let mut map = FaultMap::empty(rows, cols);
+    let mut pes: Vec<usize> = (0..rows * cols).collect();
+    let count = ((rate * (rows * cols) as f64).round() as usize).min(rows * cols);
+    for i in 0..count {
+        let j = i + rng.index(rows * cols - i);
+        pes.swap(i, j);
+        let (r, c) = (pes[i] / cols, pes[i] % cols);
+        let mut sites = Site::ALL.to_vec();
+        let most = if rng.below(3) == 0 { 3 } else { 1 };
+        for s in 0..1 + rng.index(most) {
+            let k = s + rng.index(3 - s);
+            sites.swap(s, k);
+            let site = sites[s];
+            let (sa0, sa1) = random_masks(rng, site.bits(), 3);
+            map.faults.push(Fault {
+                row: r,
+                col: c,
+                site,
+                stuck_at_0: sa0 as u64,
+                stuck_at_1: sa1 as u64,
+            });
+        }
+    }
+    map.faults.sort_by_key(|f| (f.row, f.col, f.site.code()));
+    map
+}
+
+/// Judge a discovered map functionally: `workloads` random MATMULs (random
+/// shapes, bypass sets and rotations) on `chip` and on the golden model
+/// loaded with `found` must agree bit for bit. With `repeats > 1` the chip's
+/// per-bit majority is compared. Returns a description of the first
+/// mismatch.
+pub fn judge_map(
+    chip: &mut faultloop_device::client::Device,
+    found: &faultloop_proto::faultmap::FaultMap,
+    workloads: usize,
+    repeats: usize,
+    seed: u64,
+) -> Result<(), String> {
+    use faultloop_device::client::Device;
+    use faultloop_proto::faultmap::FaultMap;
+    let info = chip.refresh_info().map_err(|e| e.to_string())?;
+    let (rows, cols) = (info.rows, info.cols);
+    let mut model = Device::new(Box::new(faultloop_model::ModelLink::new(info.clone())));
+    let mut rng = Rng::new(seed);
+    for i in 0..workloads {
+        let m = 1 + rng.index(6);
+        let k = 1 + rng.index(2 * rows + 2);
+        let n = 1 + rng.index(2 * cols + 2);
+        let w = rng.vec_i8(k * n);
+        let a = rng.vec_i8(m * k);
+        let rot = (rng.index(rows) as u8, rng.index(cols) as u8);
+        let mut bypass = Vec::new();
+        for r in 0..rows {
+            for c in 0..cols {
+                if rng.below(4) == 0 {
+                    bypass.push([r, c]);
+                }
+            }
+        }
+        let mut with = found.clone();
+        with.bypass = bypass.clone();
+        let mut bare = FaultMap::empty(rows, cols);
+        bare.bypass = bypass;
+        let e = |e: &dyn std::fmt::Display| format!("workload {i}: {e}");
+        model.apply_fault_map(&with).map_err(|x| e(&x))?;
+        chip.apply_fault_map(&bare).map_err(|x| e(&x))?;
+        let lm = model.load_matrix(0, k, n, &w).map_err(|x| e(&x))?;
+        let want = model.matmul(lm.base as u32, m, k, n, rot, &a).map_err(|x| e(&x))?;
+        let lc = chip.load_matrix(0, k, n, &w).map_err(|x| e(&x))?;
+        let mut runs = Vec::new();
+        for _ in 0..repeats {
+            runs.push(chip.matmul(lc.base as u32, m, k, n, rot, &a).map_err(|x| e(&x))?);
+        }
+        let got = majority_i32(&runs);
+        if let Some(j) = (0..want.len()).find(|&j| want[j] != got[j]) {
+            return Err(format!(
+                "workload {i} ({m}x{k}x{n}, rotation {rot:?}, {} bypassed): output [{}][{}] \
+                 model {:#010x} chip {:#010x}",
+                with.bypass.len(),
+                j / n,
+                j % n,
+                want[j],
+                got[j]
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Per-bit majority of equally long runs.
+pub fn majority_i32(runs: &[Vec<i32>]) -> Vec<i32> {
+    (0..runs[0].len())
+        .map(|i| {
+            (0..32).fold(0u32, |v, bit| {
+                let ones = runs.iter().filter(|r| (r[i] as u32 >> bit) & 1 == 1).count();
+                if 2 * ones > runs.len() {
+                    v | 1 << bit
+                } else {
+                    v
+                }
+            }) as i32
+        })
+        .collect()
 }

@@ -23,7 +23,7 @@ use faultloop_proto::faultmap::{Fault, FaultMap, Polarity, RandomOptions};
 use faultloop_proto::rng::Rng;
 use faultloop_proto::Link;
 use faultloop_proto::{Request, Site};
-use faultloop_tests::{byte_diff, random_bytes, random_masks, roundtrip};
+use faultloop_tests::{byte_diff, random_masks, random_program, roundtrip, without_defect_feature};
 use faultloop_verilated::uart::{self as board, UartSim};
 
 /// Bit period of the boards under test (fast; the UART works at any >= 4).
@@ -43,83 +43,6 @@ fn spawn(rows: usize, cols: usize, hidden: Option<&FaultMap>) -> PtyServer<UartS
     PtyServer::spawn(sim, PtyOptions::default()).unwrap()
 }
 
-/// One random request program (RESET first), as requests.
-fn program(rng: &mut Rng, rows: usize, cols: usize) -> Vec<Request> {
-    let mut p = vec![Request::Reset];
-    let m = 1 + rng.index(6);
-    let k = 1 + rng.index(2 * rows + 2);
-    let n = 1 + rng.index(2 * cols + 2);
-    let region = k.div_ceil(rows) * n.div_ceil(cols) * rows * cols;
-    let base = cols * rng.index(16);
-    p.push(Request::WriteWeights { addr: base as u32, data: random_bytes(rng, region) });
-    let rate = rng.f64() * 0.4;
-    for r in 0..rows {
-        for c in 0..cols {
-            if rng.f64() < rate {
-                let site = Site::ALL[rng.index(3)];
-                let (sa0, sa1) = random_masks(rng, site.bits(), 2);
-                p.push(Request::SetFault { row: r as u8, col: c as u8, site, sa0, sa1 });
-            }
-            if rng.f64() < rate / 4.0 {
-                p.push(Request::SetBypass { row: r as u8, col: c as u8, on: true });
-            }
-        }
-    }
-    if rng.below(3) == 0 {
-        p.push(Request::SetSeu {
-            rate: [1000u32, 1 << 20, 1 << 27][rng.index(3)],
-            seed: rng.next_u32(),
-        });
-    }
-    let mut a = vec![0i8; m * k];
-    rng.fill_i8(&mut a);
-    let rot =
-        if rng.below(2) == 0 { (0, 0) } else { (rng.index(rows) as u8, rng.index(cols) as u8) };
-    p.push(Request::Matmul {
-        base: base as u32,
-        m: m as u16,
-        k: k as u16,
-        n: n as u16,
-        rot,
-        a: a.clone(),
-    });
-    let patch = (0..1 + rng.index(6))
-        .map(|_| ((base + rng.index(region)) as u32, rng.next_u32() as i8))
-        .collect();
-    p.push(Request::PatchWeights(patch));
-    p.push(Request::Matmul {
-        base: base as u32,
-        m: m as u16,
-        k: k as u16,
-        n: n as u16,
-        rot: (0, 0),
-        a,
-    });
-    match rng.below(3) {
-        0 => {
-            p.push(Request::SetFault { row: rows as u8, col: 0, site: Site::Psum, sa0: 1, sa1: 0 })
-        }
-        1 => p.push(Request::Matmul { base: 0, m: 0, k: 1, n: 1, rot: (0, 0), a: vec![] }),
-        _ => p.push(Request::ClearFaults),
-    }
-    p.push(Request::Counters);
-    p
-}
-
-/// INFO replies differ in feature bit 4 (the board has a defect port):
-/// clear it (and re-encode the CRC) before comparing.
-fn without_defect_feature(reply: &[u8]) -> Vec<u8> {
-    let f = faultloop_proto::decode(reply, faultloop_proto::REPLY_SYNC, usize::MAX / 2);
-    match f {
-        faultloop_proto::Decoded::Frame { frame, .. } if frame.payload.len() == 20 => {
-            let mut p = frame.payload.clone();
-            p[16] &= !0x10;
-            faultloop_proto::encode_reply(frame.code, frame.seq, &p)
-        }
-        _ => reply.to_vec(),
-    }
-}
-
 #[test]
 fn requests_over_the_pty_board_match_the_model_byte_for_byte() {
     let mut rng = Rng::new(0xB0A2D);
@@ -131,7 +54,7 @@ fn requests_over_the_pty_board_match_the_model_byte_for_byte() {
         let cases = if rows * cols > 16 { 6 } else { 10 };
         let mut seq = 0u16;
         for case in 0..cases {
-            let mut reqs = program(&mut rng, rows, cols);
+            let mut reqs = random_program(&mut rng, rows, cols);
             reqs.push(Request::Info);
             for (i, req) in reqs.iter().enumerate() {
                 seq = seq.wrapping_add(1);

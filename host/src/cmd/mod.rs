@@ -13,6 +13,7 @@ use trainer::DeviceMatmul;
 
 pub mod bench;
 pub mod board;
+pub mod characterize;
 pub mod demo;
 pub mod eval;
 pub mod faults;

@@ -18,7 +18,10 @@ use std::time::Duration;
 
 use faultloop_proto::Link;
 
+use faultloop_proto::faultmap::FaultMap;
+
 use crate::handshake::Token;
+use crate::links::chip::{ChipError, ChipLink, HiddenDefects};
 use crate::links::serial::{SerialError, SerialLink, SerialOptions};
 use crate::links::tcp::{TcpError, TcpLink, DEFAULT_CONNECT_TIMEOUT};
 
@@ -42,6 +45,9 @@ pub enum DeviceSpec {
     Serial { path: String, baud: u32 },
     /// A remote bridge.
     Tcp { addr: String },
+    /// A `sim` or `model` device made a chip with hidden defects
+    /// (`DEV+defects=PATH[+seu=RATE[@SEED]]`, [`crate::links::chip`]).
+    Chip { base: Box<DeviceSpec>, defects: Option<std::path::PathBuf>, seu: Option<ChipSeu> },
 }
 
 impl Default for DeviceSpec {
@@ -83,6 +89,13 @@ pub enum LinkError {
         #[source]
         source: TcpError,
     },
+    /// The hidden defects of a chip device could not be loaded.
+    #[error("{device}: {source}")]
+    Chip {
+        device: String,
+        #[source]
+        source: ChipError,
+    },
     /// An I/O error while opening.
     #[error("{device}: {source}")]
     Io {
@@ -118,6 +131,9 @@ impl FromStr for DeviceSpec {
 
     fn from_str(spec: &str) -> Result<DeviceSpec, LinkError> {
         let s = spec.trim();
+        if let Some(at) = s.find("+defects=").or_else(|| s.find("+seu=")) {
+            return parse_chip(spec, &s[..at], &s[at + 1..]);
+        }
         if let Some(addr) = s.strip_prefix("tcp://") {
             let (host, port) = addr
                 .rsplit_once(':')
@@ -181,13 +197,103 @@ impl FromStr for DeviceSpec {
     }
 }
 
+/// A chip's own soft errors: flip rate per MAC and seed (`+seu=RATE@SEED`).
+#[derive(Clone, Copy, Debug)]
+pub struct ChipSeu {
+    pub rate: f64,
+    pub seed: u32,
+}
+
+// Device strings compare and hash by what they say: the rate's bits.
+impl PartialEq for ChipSeu {
+    fn eq(&self, o: &ChipSeu) -> bool {
+        self.rate.to_bits() == o.rate.to_bits() && self.seed == o.seed
+    }
+}
+impl Eq for ChipSeu {}
+impl std::hash::Hash for ChipSeu {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.rate.to_bits().hash(h);
+        self.seed.hash(h);
+    }
+}
+
+/// `base` + `defects=PATH` / `seu=RATE[@SEED]` options joined by `+`.
+fn parse_chip(spec: &str, base: &str, opts: &str) -> Result<DeviceSpec, LinkError> {
+    let base: DeviceSpec = base.parse().map_err(|e| match e {
+        LinkError::BadSpec { problem, .. } => bad(spec, problem),
+        other => other,
+    })?;
+    if !matches!(base, DeviceSpec::Sim { .. } | DeviceSpec::Model { .. }) {
+        return Err(bad(
+            spec,
+            "hidden defects (+defects=, +seu=) are for sim and model devices; a board's are in \
+             its hardware (faultloop board --faults)",
+        ));
+    }
+    let (mut defects, mut seu) = (None, None);
+    // Split at `+` only where an option starts, so a path may hold a `+`.
+    let mut rest = opts;
+    while !rest.is_empty() {
+        let next = ["+defects=", "+seu="].iter().filter_map(|k| rest.find(k)).min();
+        let (item, tail) = match next {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        rest = tail;
+        if let Some(path) = item.strip_prefix("defects=") {
+            if path.is_empty() || defects.is_some() {
+                return Err(bad(spec, "expected one +defects=PATH with a path"));
+            }
+            defects = Some(std::path::PathBuf::from(path));
+        } else if let Some(v) = item.strip_prefix("seu=") {
+            let (rate, seed) = match v.split_once('@') {
+                Some((r, s)) => (r, s),
+                None => (v, "0"),
+            };
+            let rate: f64 =
+                rate.parse().ok().filter(|p: &f64| (0.0..=1.0).contains(p)).ok_or_else(|| {
+                    bad(spec, format!("seu rate '{rate}' is not a number in [0, 1]"))
+                })?;
+            let seed: u32 =
+                seed.parse().map_err(|_| bad(spec, format!("seu seed '{seed}' is not a u32")))?;
+            if seu.replace(ChipSeu { rate, seed }).is_some() {
+                return Err(bad(spec, "expected at most one +seu="));
+            }
+        } else {
+            return Err(bad(
+                spec,
+                format!("unknown chip option '{item}' (expected defects=PATH or seu=RATE[@SEED])"),
+            ));
+        }
+    }
+    Ok(DeviceSpec::Chip { base: Box::new(base), defects, seu })
+}
+
 impl DeviceSpec {
+    /// The array size of an in-process device (`sim`, `model`, or a chip
+    /// made of one); `None` for boards and bridges (ask INFO).
+    pub fn array_size(&self) -> Option<(usize, usize)> {
+        match self {
+            DeviceSpec::Sim { rows, cols } | DeviceSpec::Model { rows, cols } => {
+                Some((*rows, *cols))
+            }
+            DeviceSpec::Chip { base, .. } => base.array_size(),
+            _ => None,
+        }
+    }
+
     /// The bit-exact fast twin of this device for what-if scans: `sim:RxC`
     /// becomes `model:RxC` (the golden model answers byte for byte like the
     /// RTL, about 60x faster); every other device is its own twin.
     pub fn fast_twin(&self) -> DeviceSpec {
         match self {
             DeviceSpec::Sim { rows, cols } => DeviceSpec::Model { rows: *rows, cols: *cols },
+            DeviceSpec::Chip { base, defects, seu } => DeviceSpec::Chip {
+                base: Box::new(base.fast_twin()),
+                defects: defects.clone(),
+                seu: *seu,
+            },
             other => other.clone(),
         }
     }
@@ -200,6 +306,16 @@ impl fmt::Display for DeviceSpec {
             DeviceSpec::Model { rows, cols } => write!(f, "model:{rows}x{cols}"),
             DeviceSpec::Serial { path, baud } => write!(f, "serial:{path}@{baud}"),
             DeviceSpec::Tcp { addr } => write!(f, "tcp://{addr}"),
+            DeviceSpec::Chip { base, defects, seu } => {
+                write!(f, "{base}")?;
+                if let Some(p) = defects {
+                    write!(f, "+defects={}", p.display())?;
+                }
+                if let Some(ChipSeu { rate, seed }) = seu {
+                    write!(f, "+seu={rate}@{seed}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -267,6 +383,21 @@ pub fn open_with(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Box<dyn Link>,
             let token = opts.resolve_token().map_err(tcp)?;
             let timeout = opts.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
             let link = TcpLink::connect(addr, &token, timeout).map_err(tcp)?;
+            Ok(Box::new(link))
+        }
+        DeviceSpec::Chip { base, defects, seu } => {
+            let (rows, cols) = base.array_size().expect("chips are made of sim or model devices");
+            let chip = |source| LinkError::Chip { device: spec.to_string(), source };
+            let map = match defects {
+                Some(p) => FaultMap::load(p).map_err(|e| chip(e.into()))?,
+                None => FaultMap::empty(rows, cols),
+            };
+            let hidden = HiddenDefects::new(&map, rows, cols, seu.map(|s| (s.rate, s.seed)))
+                .map_err(chip)?;
+            let inner = open_with(base, opts)?;
+            let buf = faultloop_proto::Info::sim(rows, cols).buf_bytes;
+            let io = |source| LinkError::Io { device: spec.to_string(), source };
+            let link = ChipLink::new(inner, buf, hidden).map_err(io)?.with_name(spec.to_string());
             Ok(Box::new(link))
         }
     }
