@@ -31,7 +31,8 @@ pub struct DeviceArg {
         long,
         short = 'd',
         default_value = "sim",
-        help = "sim | sim:RxC | model | model:RxC | serial:/dev/ttyUSB0[@baud] | tcp://host:port"
+        help = "sim | sim:RxC | model | model:RxC | serial:/dev/ttyUSB0[@baud] | tcp://host:port; \
+                sim/model chips with hidden defects: DEV+defects=FILE[+seu=RATE@SEED]"
     )]
     pub device: String,
 }
