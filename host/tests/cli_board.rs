@@ -162,3 +162,46 @@ fn short_retrain_over_the_pty_board_with_hidden_defects() {
     );
     assert_eq!(r["accuracy_before"], e["accuracy"], "{r} vs {e}");
 }
+
+/// `faultloop characterize` in one process finds the hidden defects of a
+/// `faultloop board` in another: only the wire reaches them. The found map,
+/// given to `matmul` on the model, hashes like the board.
+#[test]
+fn characterize_finds_a_board_processes_hidden_defects() {
+    let (rows, cols) = board_sizes()[0];
+    let array = format!("{rows}x{cols}");
+    let tmp = tempfile::tempdir().unwrap();
+    let hidden = FaultMap::random(rows, cols, 0.3, 8, &RandomOptions::default()).unwrap();
+    let hp = tmp.path().join("hidden.json");
+    hidden.save(&hp).unwrap();
+    let cpb = CPB.to_string();
+    let board = start_board(
+        BIN,
+        &["--array", &array, "--faults", hp.to_str().unwrap(), "--clocks-per-bit", &cpb],
+    );
+    let dev = format!("serial:{}", board.path);
+    let found = tmp.path().join("found.json");
+    let fp = found.to_str().unwrap();
+    let r = run_json(BIN, &["characterize", "--device", &dev, "-o", fp, "--json", "--verify", "6"]);
+    for key in ["patterns", "matmuls", "seconds", "faults_found", "unobservable"] {
+        assert!(!r[key].is_null(), "report lacks {key}: {r}");
+    }
+    assert_eq!(r["verification"]["ok"], true, "{r}");
+    let map = FaultMap::load(&found).unwrap();
+    // Everything but last-column act defects is observable and found.
+    let observable: Vec<_> = hidden
+        .faults
+        .iter()
+        .filter(|f| !(f.col == cols - 1 && f.site == faultloop_proto::Site::Act))
+        .copied()
+        .collect();
+    assert_eq!(map.faults, observable, "{r}");
+    let args = |d: &str, extra: &[&str]| {
+        let mut a = vec!["matmul", "--device", d, "--m", "5", "--k", "11", "--n", "9", "--json"];
+        a.extend(extra);
+        run_json(BIN, &a)
+    };
+    let on_board = args(&dev, &[]);
+    let on_model = args(&format!("model:{array}"), &["--faults", fp]);
+    assert_eq!(on_board["sha256"], on_model["sha256"]);
+}
