@@ -60,6 +60,7 @@ pub mod eval;
 pub mod exec;
 pub mod experiment;
 pub mod link_model;
+pub mod mitigate;
 pub mod model;
 pub mod plot;
 pub mod quant;
