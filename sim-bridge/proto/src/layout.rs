@@ -338,7 +338,7 @@ mod tests {
         // inside its tile (k mod R, n mod C), shifted by the rotation.
         let l = MatrixLayout::new(12, 10, 7, 4, 3).unwrap();
         for rot in [(0u8, 0u8), (1, 2), (3, 1)] {
-            let mut per_pe = vec![0usize; 12];
+            let mut per_pe = [0usize; 12];
             for k in 0..10 {
                 for n in 0..7 {
                     let (pr, pc) = l.pe_of(k, n, rot);
