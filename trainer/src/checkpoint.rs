@@ -7,7 +7,10 @@
 //! * `meta.json`: [`CheckpointMeta`] — format tag and version, the
 //!   [`ModelSpec`] to rebuild the model, the layer map (device order, names,
 //!   variable names, K, N, effective scales, conv geometry, host post-ops)
-//!   and free-form `info` (training config, accuracy, ...).
+//!   and free-form `info` (training config, accuracy, ...), and for a
+//!   checkpoint retrained under a mitigation, `mitigation`: the
+//!   [`MitigationRecord`] (mitigation, array size, bypassed PEs) that
+//!   evaluation and the device executor apply.
 //!
 //! Loading rebuilds the model from the spec on a fresh `VarStore` and loads
 //! the weights into it; the layer map is checked against the rebuilt model.
@@ -17,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn;
 
 use crate::error::{Error, Result};
+pub use crate::mitigate::MitigationRecord;
 use crate::model::{ConvGeom, Model, ModelSpec, PostOps};
 
 pub const FORMAT: &str = "faultloop-trainer-checkpoint";
@@ -49,6 +53,9 @@ pub struct CheckpointMeta {
     pub layers: Vec<LayerMeta>,
     #[serde(default)]
     pub info: serde_json::Value,
+    /// The bypass list the weights were trained for (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mitigation: Option<MitigationRecord>,
 }
 
 fn layer_map(model: &Model) -> Vec<LayerMeta> {
@@ -75,6 +82,17 @@ fn layer_map(model: &Model) -> Vec<LayerMeta> {
 
 /// Save `model` (built at `vs.root()`) to the directory `dir` (created).
 pub fn save(dir: &Path, vs: &nn::VarStore, model: &Model, info: serde_json::Value) -> Result<()> {
+    save_with(dir, vs, model, info, None)
+}
+
+/// [`save`], recording the bypass list the weights were trained for.
+pub fn save_with(
+    dir: &Path,
+    vs: &nn::VarStore,
+    model: &Model,
+    info: serde_json::Value,
+    mitigation: Option<&MitigationRecord>,
+) -> Result<()> {
     let vars = vs.variables();
     let layers = layer_map(model);
     for l in &layers {
@@ -96,6 +114,7 @@ pub fn save(dir: &Path, vs: &nn::VarStore, model: &Model, info: serde_json::Valu
         spec: model.spec.clone(),
         layers,
         info,
+        mitigation: mitigation.cloned(),
     };
     let mpath = dir.join(META_FILE);
     let text = serde_json::to_string_pretty(&meta)

@@ -25,6 +25,9 @@
 //!   run on the device (TMR counts all three runs) and per layer, and the
 //!   weight-update bytes: what a dense rewrite would have cost vs what was
 //!   sent ([`DeviceUsage`] takes all of them at once).
+//! * Bypass ([`DeviceMatmul::set_bypass`]): PEs switched to bypass on top of
+//!   the fault map's own list, e.g. the list a mitigated checkpoint was
+//!   trained for ([`crate::mitigate`]); kept across [`DeviceMatmul::set_faults`].
 //! * Errors: [`ExecutorError`] from the inherent methods; the
 //!   [`Int8Matmul`] impl boxes it.
 use std::ops::{Add, Sub};
@@ -215,6 +218,10 @@ pub struct DeviceMatmul {
     /// Logical MACs requested per layer (once per matmul).
     layer_logical_macs: Vec<u64>,
     matmul_seconds: f64,
+    /// The fault map last applied (None: none, or unknown for [`DeviceMatmul::new`]).
+    faults: Option<FaultMap>,
+    /// PEs bypassed on top of the fault map's own bypass list, sorted.
+    bypass: Vec<[usize; 2]>,
 }
 
 impl std::fmt::Debug for DeviceMatmul {
@@ -247,6 +254,8 @@ impl DeviceMatmul {
             layer_macs: Vec::new(),
             layer_logical_macs: Vec::new(),
             matmul_seconds: 0.0,
+            faults: None,
+            bypass: Vec::new(),
         })
     }
 
@@ -269,7 +278,9 @@ impl DeviceMatmul {
         let mut dev = Device::new(link);
         dev.reset()?;
         apply_faults(&mut dev, faults)?;
-        DeviceMatmul::new(dev)
+        let mut exec = DeviceMatmul::new(dev)?;
+        exec.faults = faults.cloned();
+        Ok(exec)
     }
 
     pub fn info(&self) -> &Info {
@@ -284,9 +295,46 @@ impl DeviceMatmul {
         self.dev.name()
     }
 
-    /// Apply a fault map (CLEAR_FAULTS first) or clear every fault.
+    /// Apply a fault map (CLEAR_FAULTS first) or clear every fault; the
+    /// extra bypass list ([`DeviceMatmul::set_bypass`]) is applied again on top.
     pub fn set_faults(&mut self, faults: Option<&FaultMap>) -> Result<(), ExecutorError> {
-        apply_faults(&mut self.dev, faults)
+        apply_faults(&mut self.dev, faults)?;
+        self.faults = faults.cloned();
+        for &[r, c] in &self.bypass {
+            self.dev.set_bypass(r, c, true)?;
+        }
+        Ok(())
+    }
+
+    /// The fault map last applied through this executor.
+    pub fn fault_map(&self) -> Option<&FaultMap> {
+        self.faults.as_ref()
+    }
+
+    /// Bypass exactly `pes` on top of the fault map's own bypass list
+    /// (SET_BYPASS for the changes only; a PE the map bypasses stays bypassed).
+    pub fn set_bypass(&mut self, pes: &[[usize; 2]]) -> Result<(), ExecutorError> {
+        let mut new = pes.to_vec();
+        new.sort_unstable();
+        new.dedup();
+        let in_map = |pe: &[usize; 2]| self.faults.as_ref().is_some_and(|m| m.bypass.contains(pe));
+        let off: Vec<[usize; 2]> =
+            self.bypass.iter().filter(|pe| !new.contains(pe) && !in_map(pe)).copied().collect();
+        let on: Vec<[usize; 2]> =
+            new.iter().filter(|pe| !self.bypass.contains(pe)).copied().collect();
+        for [r, c] in off {
+            self.dev.set_bypass(r, c, false)?;
+        }
+        for [r, c] in on {
+            self.dev.set_bypass(r, c, true)?;
+        }
+        self.bypass = new;
+        Ok(())
+    }
+
+    /// The PEs bypassed on top of the fault map (sorted).
+    pub fn bypass(&self) -> &[[usize; 2]] {
+        &self.bypass
     }
 
     pub fn set_compress(&mut self, c: Compress) {

@@ -12,6 +12,7 @@ use crate::data::Dataset;
 use crate::device::{DeviceMatmul, DeviceUsage};
 use crate::error::Result;
 use crate::eval::{self, EvalProgress};
+use crate::mitigate::{self, Mitigation};
 use crate::model::Model;
 use crate::plot::{self, Series};
 use crate::retrain::{self, Progress, RetrainReport, RetrainRun};
@@ -41,6 +42,9 @@ pub fn evaluate_on_device(
     tmr_budget: Option<f64>,
     on_batch: impl FnMut(&EvalProgress),
 ) -> Result<DeviceEval> {
+    if tmr_budget.is_some() {
+        mitigate::tmr_conflict(exec.bypass())?;
+    }
     exec.install_model(model)?;
     let protection = match tmr_budget {
         Some(b) => Some(tmr::protect(model, data, batch, exec, b)?),
@@ -68,6 +72,28 @@ pub fn retrain_on_device(
     tmr_budget: Option<f64>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Option<Protection>, RetrainReport)> {
+    retrain_on_device_with(run, tmr_budget, None, progress)
+}
+
+/// [`retrain_on_device`] with a fast twin for the `auto` triage
+/// ([`retrain::retrain_with`]). Bypass (a mitigated checkpoint's list,
+/// `fap`, `auto`) and TMR exclude each other ([`mitigate::tmr_conflict`]).
+pub fn retrain_on_device_with(
+    run: RetrainRun<'_>,
+    tmr_budget: Option<f64>,
+    twin: Option<&mut DeviceMatmul>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Option<Protection>, RetrainReport)> {
+    if tmr_budget.is_some() {
+        mitigate::tmr_conflict(run.exec.bypass())?;
+        if matches!(run.config.mitigation, Mitigation::Fap | Mitigation::Auto) {
+            return Err(crate::Error::Config(format!(
+                "--mitigate {} with --tmr-budget: bypass and pruning follow the layout at \
+                 rotation (0, 0), TMR runs layers under other rotations; use one or the other",
+                run.config.mitigation
+            )));
+        }
+    }
     let protection = match tmr_budget {
         Some(b) => {
             run.exec.install_model(run.model)?;
@@ -75,7 +101,7 @@ pub fn retrain_on_device(
         }
         None => None,
     };
-    Ok((protection, retrain::retrain(run, progress)?))
+    Ok((protection, retrain::retrain_with(run, twin, progress)?))
 }
 
 /// Fault rates the demo tries in order (fixed seed); fine steps at the low

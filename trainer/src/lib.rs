@@ -27,6 +27,8 @@
 //!   vulnerability analysis, layer selection under a MAC budget.
 //! * [`retrain`]: hardware-in-the-loop retraining (forward on the device,
 //!   straight-through backward on the host) with checkpoint/resume.
+//! * [`mitigate`]: `--mitigate none|fap|fat|auto` — bypass lists, pruning
+//!   and freezing the weights on bypassed PEs, the per-PE triage.
 //! * [`link_model`]: the link-time (bandwidth) model of every report.
 //! * [`experiment`]: the jobs of `faultloop eval`, `retrain` and `demo` (device
 //!   evaluation with optional TMR, the fault-rate scan, the demo's chart).
@@ -34,7 +36,8 @@
 //! * [`error`]: [`Error`], the executor's [`ExecutorError`] and [`ShapeError`].
 //!
 //! Modules depend on each other as a DAG: `device → vote, exec, model`;
-//! `eval → model, exec`; `tmr → device, eval`; `retrain → device, eval`;
+//! `eval → model, exec`; `tmr → device, eval`; `mitigate → device, model`;
+//! `checkpoint → mitigate`; `retrain → device, eval, mitigate`;
 //! `experiment → tmr, retrain, eval, plot`.
 //!
 //! A layer's int8 matmul on the golden-model DLA equals the host reference
@@ -60,6 +63,7 @@ pub mod eval;
 pub mod exec;
 pub mod experiment;
 pub mod link_model;
+pub mod mitigate;
 pub mod model;
 pub mod plot;
 pub mod quant;

@@ -28,6 +28,17 @@
 //!   unfinished step: the results equal an uninterrupted run's (stuck-at
 //!   faults; transient SEU flips depend on the device's operation counter,
 //!   which a fresh device restarts).
+//! * Mitigation (`config.mitigation`, [`crate::mitigate`]): `fat` retrains
+//!   with the faults in the loop; `fap` bypasses every faulty PE of the
+//!   executor's fault map before the first step and prunes and freezes the
+//!   weights on them; `auto` runs the first `triage_epochs` (default 0) as
+//!   FAT, then triages each faulty PE on a held-out calibration subset (on
+//!   the fast twin when [`retrain_with`] gets one), bypasses and prunes those
+//!   that cost more in the loop than bypassed, and retrains for the rest of
+//!   the same number of steps. A
+//!   bypass list already on the executor (a mitigated checkpoint's) is kept.
+//!   The state records the bypass list and the triage, so a resumed run
+//!   freezes the same weights; the checkpoint records the bypass list.
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -37,10 +48,11 @@ use tch::{nn, Kind, Tensor};
 
 use crate::checkpoint;
 use crate::data::Dataset;
-use crate::device::{Compress, DeviceMatmul, DeviceUsage, UpdateStats};
+use crate::device::{Compress, DeviceMatmul, DeviceUsage, LayerMode, UpdateStats};
 use crate::error::{Error, Result};
 use crate::eval;
 use crate::link_model::link_seconds;
+use crate::mitigate::{self, Freeze, Mitigation, MitigationRecord, Triage};
 use crate::model::Model;
 
 pub const STATE_FILE: &str = "retrain_state.json";
@@ -158,6 +170,31 @@ pub struct RetrainConfig {
     /// would; for tests of resuming.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_after_steps: Option<usize>,
+    /// `fat`, `fap` or `auto` (`none` is refused: nothing to retrain for).
+    #[serde(default)]
+    pub mitigation: Mitigation,
+    /// `auto`: epochs of FAT before the triage (part of `epochs`; 0: triage
+    /// before the first step).
+    #[serde(default = "default_triage_epochs")]
+    pub triage_epochs: f64,
+    /// `auto`: calibration examples the triage measures on.
+    #[serde(default = "default_triage_samples")]
+    pub triage_samples: usize,
+    /// `auto`: bypass a PE whose fault costs more mean cross-entropy than this.
+    #[serde(default = "default_triage_tolerance")]
+    pub triage_tolerance: f64,
+}
+
+fn default_triage_tolerance() -> f64 {
+    mitigate::DEFAULT_TOLERANCE
+}
+
+fn default_triage_epochs() -> f64 {
+    0.0
+}
+
+fn default_triage_samples() -> usize {
+    1000
 }
 
 impl Default for RetrainConfig {
@@ -174,6 +211,10 @@ impl Default for RetrainConfig {
             checkpoint_every: 20,
             eval_batch: 500,
             stop_after_steps: None,
+            mitigation: Mitigation::Fat,
+            triage_epochs: default_triage_epochs(),
+            triage_samples: default_triage_samples(),
+            triage_tolerance: default_triage_tolerance(),
         }
     }
 }
@@ -197,6 +238,14 @@ impl RetrainConfig {
 
     pub fn steps_per_epoch(&self, train_len: usize) -> usize {
         self.samples_per_epoch(train_len).div_ceil(self.batch_size.max(1))
+    }
+
+    /// `auto`: the number of steps done when the triage runs (before the
+    /// next one; at most the run's last step).
+    pub fn triage_step(&self, train_len: usize) -> usize {
+        let spe = self.steps_per_epoch(train_len);
+        let s = (self.triage_epochs.max(0.0) * spe as f64).round() as usize;
+        s.min((spe * self.epochs).saturating_sub(1))
     }
 
     /// Whether two configs describe the same run (ignores `stop_after_steps`
@@ -292,6 +341,12 @@ struct State {
     totals: Totals,
     /// What the device holds, per layer (K×N int8).
     held: Vec<Vec<i8>>,
+    /// PEs bypassed on top of the fault map, their weights pruned and frozen.
+    #[serde(default)]
+    bypass: Vec<[usize; 2]>,
+    /// `auto`: the triage, once it ran.
+    #[serde(default)]
+    triage: Option<Triage>,
 }
 
 /// What a retraining run did.
@@ -312,6 +367,13 @@ pub struct RetrainReport {
     pub resumed_at_step: Option<usize>,
     /// True when every epoch finished (false after `stop_after_steps`).
     pub finished: bool,
+    pub mitigation: Mitigation,
+    /// PEs bypassed on top of the fault map (sorted).
+    pub bypass: Vec<[usize; 2]>,
+    /// Weights pruned and frozen at 0 (those on bypassed PEs).
+    pub pruned_weights: usize,
+    /// `auto`: the per-PE measurements and decisions.
+    pub triage: Option<Triage>,
 }
 
 impl RetrainReport {
@@ -358,6 +420,7 @@ fn save_state(
     model: &Model,
     adam: &Adam,
     state: &State,
+    array: [usize; 2],
 ) -> Result<()> {
     let tmp = sibling(dir, "saving");
     let old = sibling(dir, "old");
@@ -369,7 +432,12 @@ fn save_state(
             "history": state.history,
         }
     });
-    checkpoint::save(&tmp, vs, model, info)?;
+    let record = MitigationRecord {
+        mitigation: state.config.mitigation,
+        array,
+        bypass: state.bypass.clone(),
+    };
+    checkpoint::save_with(&tmp, vs, model, info, Some(&record))?;
     adam.save(&tmp.join(ADAM_FILE))?;
     let spath = tmp.join(STATE_FILE);
     let text = serde_json::to_string(state)
@@ -416,11 +484,38 @@ pub struct RetrainRun<'a> {
 /// Retrain `run.model` with its forward pass on `run.exec`; `progress` sees
 /// every step, evaluation, epoch and checkpoint.
 pub fn retrain(run: RetrainRun<'_>, progress: &mut dyn FnMut(Progress)) -> Result<RetrainReport> {
+    retrain_with(run, None, progress)
+}
+
+/// [`retrain`], with a fast twin of the device (same results, e.g.
+/// `model:RxC` for `sim:RxC`) for the `auto` triage's measurements; without
+/// one they run on `run.exec`.
+pub fn retrain_with(
+    run: RetrainRun<'_>,
+    mut twin: Option<&mut DeviceMatmul>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<RetrainReport> {
     let RetrainRun { model, vs, exec, train, test, config, checkpoint: ckpt, resume } = run;
     let cfg = &config;
     if cfg.batch_size == 0 || cfg.eval_batch == 0 || cfg.lr.is_nan() || cfg.lr <= 0.0 {
         return Err(Error::Config(format!("{cfg:?}: batch sizes and lr must be > 0")));
     }
+    if cfg.mitigation == Mitigation::None {
+        return Err(Error::Config(
+            "retraining with mitigation `none`: nothing to retrain for; `fat` retrains with the \
+             faults in the loop, and `eval --mitigate none` measures the unmitigated chip"
+                .into(),
+        ));
+    }
+    let array = [exec.info().rows, exec.info().cols];
+    let tmr_layers = (0..model.layers().len()).any(|i| exec.mode(i) == LayerMode::Tmr);
+    let set_bypass = |exec: &mut DeviceMatmul, b: &[[usize; 2]]| -> Result<Freeze> {
+        if tmr_layers {
+            mitigate::tmr_conflict(b)?;
+        }
+        exec.set_bypass(b)?;
+        Freeze::new(model, array[0], array[1], b)
+    };
     if train.is_empty() {
         return Err(Error::Config("empty training set".into()));
     }
@@ -464,6 +559,14 @@ pub fn retrain(run: RetrainRun<'_>, progress: &mut dyn FnMut(Progress)) -> Resul
                     source: e.into(),
                 })?;
             }
+            if st.triage.is_some() != (st.totals.steps > cfg.triage_step(train.len()))
+                && cfg.mitigation == Mitigation::Auto
+            {
+                return Err(Error::Checkpoint {
+                    path: spath,
+                    msg: "the saved triage does not match the saved progress".into(),
+                });
+            }
             log::info!(
                 "resuming {} at epoch {} step {} ({} steps done)",
                 dir.display(),
@@ -476,6 +579,7 @@ pub fn retrain(run: RetrainRun<'_>, progress: &mut dyn FnMut(Progress)) -> Resul
         _ => None,
     };
     let resumed_at_step = resumed.as_ref().map(|s| s.totals.steps);
+    let fresh = resumed.is_none();
     let mut st = match resumed {
         Some(s) => s,
         None => {
@@ -483,6 +587,16 @@ pub fn retrain(run: RetrainRun<'_>, progress: &mut dyn FnMut(Progress)) -> Resul
             progress(Progress::Eval { what: "before" });
             let t = Instant::now();
             let before = eval::accuracy(model, test, cfg.eval_batch, exec, |_| {})?;
+            // A bypass list already on the executor (from the checkpoint) is
+            // kept; fap adds every faulty PE.
+            let carried = exec.bypass().to_vec();
+            let bypass = match cfg.mitigation {
+                Mitigation::Fap => mitigate::union(
+                    &carried,
+                    &exec.fault_map().map(mitigate::faulty_pes).unwrap_or_default(),
+                ),
+                _ => carried,
+            };
             State {
                 format: STATE_FORMAT.into(),
                 config: cfg.clone(),
@@ -493,21 +607,28 @@ pub fn retrain(run: RetrainRun<'_>, progress: &mut dyn FnMut(Progress)) -> Resul
                 acc: EpochAcc::default(),
                 totals: Totals { eval_seconds: t.elapsed().as_secs_f64(), ..Default::default() },
                 held: Vec::new(),
+                bypass,
+                triage: None,
             }
         }
     };
+    let mut freeze = set_bypass(exec, &st.bypass)?;
     st.config = cfg.clone();
     // Device-side counters of this run, added to the saved totals.
     let (saved, start) = (st.totals.usage(), exec.usage());
     let sync_totals =
         |st: &mut State, exec: &DeviceMatmul| st.totals.set_usage(saved + (exec.usage() - start));
+    if fresh && freeze.pruned() > 0 {
+        // Ship the pruned zeros, so the device copy is the model.
+        model.sync_weights(exec)?;
+    }
     let save =
         |st: &mut State, exec: &DeviceMatmul, adam: &Adam, vs: &nn::VarStore| -> Result<()> {
             if let Some(dir) = ckpt {
                 st.held = (0..model.layers().len())
                     .map(|i| exec.held(i).map(<[i8]>::to_vec).unwrap_or_default())
                     .collect();
-                save_state(dir, vs, model, adam, st)?;
+                save_state(dir, vs, model, adam, st, array)?;
                 st.held.clear();
             }
             Ok(())
@@ -528,6 +649,15 @@ pub fn retrain(run: RetrainRun<'_>, progress: &mut dyn FnMut(Progress)) -> Resul
                 finished = false;
                 break 'epochs;
             }
+            if cfg.mitigation == Mitigation::Auto
+                && st.triage.is_none()
+                && st.totals.steps == cfg.triage_step(train.len())
+            {
+                progress(Progress::Eval { what: "triage" });
+                run_triage(model, train, cfg, exec, twin.as_deref_mut(), &mut st)?;
+                freeze = set_bypass(exec, &st.bypass)?;
+                model.sync_weights(exec)?;
+            }
             let t0 = Instant::now();
             let s = st.step_in_epoch;
             let idx = &order[s * cfg.batch_size..((s + 1) * cfg.batch_size).min(order.len())];
@@ -535,6 +665,7 @@ pub fn retrain(run: RetrainRun<'_>, progress: &mut dyn FnMut(Progress)) -> Resul
             let logits = model.forward_exec(&xs, true, Some(&mut *exec))?;
             let loss = logits.cross_entropy_for_logits(&ys);
             adam.backward_step(&loss, lr);
+            freeze.apply();
             let before = exec.update_stats();
             model.sync_weights(exec)?;
             let after = exec.update_stats();
@@ -604,5 +735,49 @@ pub fn retrain(run: RetrainRun<'_>, progress: &mut dyn FnMut(Progress)) -> Resul
         test_samples: test.len(),
         resumed_at_step,
         finished,
+        mitigation: cfg.mitigation,
+        bypass: st.bypass,
+        pruned_weights: freeze.pruned(),
+        triage: st.triage,
     })
+}
+
+/// `auto`: triage the faulty PEs now (on a calibration subset the steps so
+/// far did not train on) and add the PEs it picks to the bypass list.
+fn run_triage(
+    model: &Model,
+    train: &Dataset,
+    cfg: &RetrainConfig,
+    exec: &mut DeviceMatmul,
+    twin: Option<&mut DeviceMatmul>,
+    st: &mut State,
+) -> Result<()> {
+    let t0 = Instant::now();
+    let used = used_examples(cfg, train.len(), st.totals.steps);
+    let calib = mitigate::calibration_subset(train, &used, cfg.triage_samples, cfg.seed);
+    let mut t =
+        mitigate::triage_on(model, &calib, cfg.eval_batch, exec, twin, cfg.triage_tolerance)?;
+    t.at_step = Some(st.totals.steps);
+    st.bypass = mitigate::union(&st.bypass, &t.bypassed());
+    log::info!(
+        "triage at step {}: bypass {:?} of {} faulty PEs",
+        st.totals.steps,
+        t.bypassed(),
+        t.pes.len()
+    );
+    st.triage = Some(t);
+    st.totals.eval_seconds += t0.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// The training examples of the first `steps` global steps.
+fn used_examples(cfg: &RetrainConfig, train_len: usize, steps: usize) -> Vec<usize> {
+    let (samples, spe) = (cfg.samples_per_epoch(train_len), cfg.steps_per_epoch(train_len));
+    let mut used = Vec::new();
+    for epoch in 0..steps.div_ceil(spe.max(1)) {
+        let order = epoch_order(cfg.seed, epoch, train_len, samples);
+        let in_epoch = (steps - epoch * spe).min(spe);
+        used.extend_from_slice(&order[..(in_epoch * cfg.batch_size).min(order.len())]);
+    }
+    used
 }

@@ -11,9 +11,11 @@ use serde::Serialize;
 use trainer::checkpoint;
 use trainer::experiment;
 use trainer::link_model::link_seconds;
+use trainer::mitigate::{self, Mitigation, Triage};
 use trainer::tmr::Protection;
 
-use super::{loading, open_exec, DataArg, DeviceRunArgs, LinkArg};
+use super::retrain::{mitigation_line, print_triage};
+use super::{loading, open_exec, open_twin, DataArg, DeviceRunArgs, LinkArg};
 use crate::output::{device_line, names, print_json, sorted};
 use crate::progress::Bar;
 
@@ -32,6 +34,17 @@ pub struct EvalArgs {
     /// Images per evaluation batch.
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
+    /// Bypass applied (no retraining): none (faults as they are), fat (the
+    /// checkpoint's bypass list), fap (plus every faulty PE), auto (plus the
+    /// PEs a per-PE triage picks); default: as the checkpoint records.
+    #[arg(long)]
+    pub mitigate: Option<Mitigation>,
+    /// auto: training images the triage measures each PE on (seeded draw).
+    #[arg(long, default_value_t = 1000)]
+    pub triage_samples: usize,
+    /// auto: seed of the calibration draw.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     #[command(flatten)]
     pub link: LinkArg,
     /// Print JSON instead of a table.
@@ -54,17 +67,39 @@ struct EvalOut {
     bytes_from_device: u64,
     link_bps: f64,
     link_seconds: f64,
+    mitigation: Mitigation,
+    /// PEs bypassed on top of the fault map, as `[row, col]`.
+    bypass: Vec<[usize; 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    triage: Option<Triage>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "sorted")]
     tmr: Option<Protection>,
 }
 
 pub fn run(a: EvalArgs, open: &OpenOptions) -> Result<()> {
     trainer::init_threads();
-    let (_vs, model, _) = checkpoint::load(&a.model).with_context(|| loading(&a.model))?;
+    let (_vs, model, meta) = checkpoint::load(&a.model).with_context(|| loading(&a.model))?;
     let test = a.data.test(a.limit)?;
     let faults = a.run.faults.load()?;
     let t0 = Instant::now();
     let mut exec = open_exec(&a.run.dev.device, open, faults.as_ref())?;
+    let auto = a.mitigate == Some(Mitigation::Auto);
+    let calib = if auto {
+        Some(mitigate::calibration_subset(&a.data.train()?, &[], a.triage_samples, a.seed))
+    } else {
+        None
+    };
+    let mut twin = if auto { open_twin(&a.run.dev, open, faults.as_ref())? } else { None };
+    exec.install_model(&model)?;
+    let mit = mitigate::for_eval(
+        &model,
+        a.mitigate,
+        meta.mitigation.as_ref(),
+        &mut exec,
+        twin.as_mut(),
+        calib.as_ref(),
+        a.batch,
+    )?;
     let mut bar = Bar::new("eval", test.len());
     let r =
         experiment::evaluate_on_device(&model, &test, a.batch, &mut exec, a.run.tmr_budget, |p| {
@@ -87,6 +122,9 @@ pub fn run(a: EvalArgs, open: &OpenOptions) -> Result<()> {
             r.usage.bytes_to_device + r.usage.bytes_from_device,
             a.link.link_bps,
         ),
+        mitigation: mit.mitigation,
+        bypass: mit.bypass,
+        triage: mit.triage,
         tmr: r.protection,
     };
     log::info!("eval total {:.1} s (with device setup)", t0.elapsed().as_secs_f64());
@@ -107,6 +145,10 @@ pub fn run(a: EvalArgs, open: &OpenOptions) -> Result<()> {
         );
         if let Some(t) = &out.tmr {
             println!("TMR          {}", names(&t.protected));
+        }
+        println!("{}", mitigation_line(out.mitigation, &out.bypass, None));
+        if let Some(t) = &out.triage {
+            print_triage(t);
         }
     }
     Ok(())

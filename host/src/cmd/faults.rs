@@ -37,6 +37,10 @@ pub enum FaultsCmd {
         /// Seed of the transient-flip hash (with --seu-rate).
         #[arg(long, default_value_t = 1)]
         seu_seed: u32,
+        /// Stuck bits per faulty PE, LO-HI (e.g. 1-3); absent: one bit, the
+        /// original draw (docs/protocol.md §7.5).
+        #[arg(long, value_parser = parse_bits)]
+        bits: Option<(u32, u32)>,
         /// Output file (stdout when absent).
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
@@ -68,6 +72,15 @@ impl From<PolarityArg> for Polarity {
     }
 }
 
+/// `LO-HI` or `N` (= `N-N`).
+fn parse_bits(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("stuck bits `{s}`: expected LO-HI (e.g. 1-3) or N");
+    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+    let lo = lo.trim().parse().map_err(|_| bad())?;
+    let hi = hi.trim().parse().map_err(|_| bad())?;
+    Ok((lo, hi))
+}
+
 pub fn run(c: FaultsCmd) -> Result<()> {
     match c {
         FaultsCmd::Random {
@@ -79,9 +92,10 @@ pub fn run(c: FaultsCmd) -> Result<()> {
             polarity,
             seu_rate,
             seu_seed,
+            bits,
             output,
         } => {
-            let opts = RandomOptions { sites, polarity: polarity.into(), seu_rate, seu_seed };
+            let opts = RandomOptions { sites, polarity: polarity.into(), seu_rate, seu_seed, bits };
             let map = FaultMap::random(rows, cols, rate, seed, &opts)?;
             match output {
                 Some(path) => {

@@ -121,6 +121,23 @@ pub fn open_exec(
         .with_context(|| format!("opening device {device}"))
 }
 
+/// A fast twin of `dev` for measurements (the triage of `--mitigate
+/// auto`): `model:RxC` for `sim:RxC`, opened with the same faults; `None`
+/// where the twin is the device itself (model, serial, tcp), so the
+/// measurements run on the executor.
+pub fn open_twin(
+    dev: &DeviceArg,
+    opts: &OpenOptions,
+    faults: Option<&FaultMap>,
+) -> Result<Option<DeviceMatmul>> {
+    let spec = dev.spec()?;
+    let twin = spec.fast_twin();
+    if twin == spec {
+        return Ok(None);
+    }
+    open_exec(&twin.to_string(), opts, faults).map(Some)
+}
+
 /// The context of a `trainer::checkpoint::load` error.
 pub fn loading(path: &Path) -> String {
     format!("loading checkpoint {}", path.display())

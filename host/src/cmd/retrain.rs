@@ -11,10 +11,11 @@ use serde::Serialize;
 use trainer::checkpoint;
 use trainer::device::Compress;
 use trainer::experiment;
+use trainer::mitigate::{Mitigation, Triage};
 use trainer::retrain::{RetrainConfig, RetrainEpoch, RetrainRun};
 use trainer::tmr::Protection;
 
-use super::{loading, open_exec, DataArg, DeviceRunArgs, LinkArg};
+use super::{loading, open_exec, open_twin, DataArg, DeviceRunArgs, LinkArg};
 use crate::output::{device_line, names, print_json, sorted};
 use crate::progress::Bar;
 
@@ -58,6 +59,20 @@ pub struct RetrainArgs {
     /// Continue the run checkpointed in the output directory.
     #[arg(long)]
     pub resume: bool,
+    /// Mitigation: fat (faults in the loop), fap (bypass every faulty PE,
+    /// prune and freeze its weights) or auto (per-PE triage); see
+    /// docs/training.md.
+    #[arg(long, default_value = "fat")]
+    pub mitigate: Mitigation,
+    /// auto: epochs of FAT before the triage (counted in --epochs; 0: triage first).
+    #[arg(long, default_value_t = 0.0)]
+    pub triage_epochs: f64,
+    /// auto: held-out training images the triage measures each PE on.
+    #[arg(long, default_value_t = 1000)]
+    pub triage_samples: usize,
+    /// auto: bypass a PE whose fault costs more mean cross-entropy than this.
+    #[arg(long, default_value_t = trainer::mitigate::DEFAULT_TOLERANCE)]
+    pub triage_tolerance: f64,
     #[command(flatten)]
     pub link: LinkArg,
     /// Output checkpoint directory (also holds the resume state).
@@ -97,6 +112,12 @@ struct RetrainOut {
     bytes_saved_pct: f64,
     macs: u64,
     resumed_at_step: Option<usize>,
+    mitigation: Mitigation,
+    /// PEs bypassed on top of the fault map, as `[row, col]`.
+    bypass: Vec<[usize; 2]>,
+    pruned_weights: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    triage: Option<Triage>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "sorted")]
     tmr: Option<Protection>,
     history: Vec<RetrainEpoch>,
@@ -104,11 +125,20 @@ struct RetrainOut {
 
 pub fn run(a: RetrainArgs, open: &OpenOptions) -> Result<()> {
     trainer::init_threads();
-    let (mut vs, model, _) = checkpoint::load(&a.model).with_context(|| loading(&a.model))?;
+    let (mut vs, model, meta) = checkpoint::load(&a.model).with_context(|| loading(&a.model))?;
     let test = a.data.test(Some(a.limit))?;
     let train = a.data.train()?;
     let faults = a.run.faults.load()?;
     let mut exec = open_exec(&a.run.dev.device, open, faults.as_ref())?;
+    // The bypass list the input checkpoint was retrained for stays applied.
+    if let Some(rec) = &meta.mitigation {
+        let (rows, cols) = (exec.info().rows, exec.info().cols);
+        exec.set_bypass(rec.bypass_for(rows, cols)?)?;
+    }
+    let mut twin = match a.mitigate {
+        Mitigation::Auto => open_twin(&a.run.dev, open, faults.as_ref())?,
+        _ => None,
+    };
     let config = RetrainConfig {
         epochs: a.epochs,
         batch_size: a.batch,
@@ -118,6 +148,10 @@ pub fn run(a: RetrainArgs, open: &OpenOptions) -> Result<()> {
         compress: a.compress,
         threshold: a.threshold,
         checkpoint_every: a.checkpoint_every,
+        mitigation: a.mitigate,
+        triage_epochs: a.triage_epochs,
+        triage_samples: a.triage_samples,
+        triage_tolerance: a.triage_tolerance,
         ..Default::default()
     };
     let t0 = Instant::now();
@@ -133,7 +167,9 @@ pub fn run(a: RetrainArgs, open: &OpenOptions) -> Result<()> {
         resume: a.resume,
     };
     let (protection, r) =
-        experiment::retrain_on_device(run, a.run.tmr_budget, &mut |p| bar.retrain(p))?;
+        experiment::retrain_on_device_with(run, a.run.tmr_budget, twin.as_mut(), &mut |p| {
+            bar.retrain(p)
+        })?;
     bar.finish();
     let seconds = t0.elapsed().as_secs_f64();
     let t = &r.totals;
@@ -165,6 +201,10 @@ pub fn run(a: RetrainArgs, open: &OpenOptions) -> Result<()> {
         bytes_saved_pct: r.bytes_saved_pct(),
         macs: t.device_macs,
         resumed_at_step: r.resumed_at_step,
+        mitigation: r.mitigation,
+        bypass: r.bypass.clone(),
+        pruned_weights: r.pruned_weights,
+        triage: r.triage.clone(),
         tmr: protection,
         history: r.history.clone(),
     };
@@ -220,5 +260,44 @@ fn print_table(out: &RetrainOut) {
     if let Some(t) = &out.tmr {
         println!("TMR          {} ({:.1} % extra MACs)", names(&t.protected), t.extra_macs_pct);
     }
+    println!("{}", mitigation_line(out.mitigation, &out.bypass, Some(out.pruned_weights)));
+    if let Some(t) = &out.triage {
+        print_triage(t);
+    }
     println!("checkpoint   {}", out.output);
+}
+
+/// The mitigation, the bypassed PEs and the pruned weights, in one line.
+pub fn mitigation_line(m: Mitigation, bypass: &[[usize; 2]], pruned: Option<usize>) -> String {
+    let pes: Vec<String> = bypass.iter().map(|[r, c]| format!("({r},{c})")).collect();
+    let list = if pes.is_empty() { "none".to_string() } else { pes.join(" ") };
+    let pruned = pruned.map(|p| format!(", {p} weights pruned")).unwrap_or_default();
+    format!("mitigation   {m}: {} PEs bypassed ({list}){pruned}", bypass.len())
+}
+
+/// One line per triaged PE.
+pub fn print_triage(t: &Triage) {
+    println!(
+        "triage       on {} ({} calibration images{})",
+        t.device,
+        t.calibration_samples,
+        t.at_step.map(|s| format!(", after step {s}")).unwrap_or_default()
+    );
+    for p in &t.pes {
+        let sites: Vec<String> = p
+            .faults
+            .iter()
+            .map(|f| format!("{} sa0 {:#x} sa1 {:#x}", f.site, f.stuck_at_0, f.stuck_at_1))
+            .collect();
+        println!(
+            "  PE ({:>2},{:>2}) {:<40} loss healthy {:.4}, faulty {:.4} (fault costs {:+.4}): {}",
+            p.row,
+            p.col,
+            sites.join("; "),
+            p.loss_healthy,
+            p.loss_kept,
+            p.fault_cost,
+            if p.bypass { "bypass" } else { "keep" }
+        );
+    }
 }

@@ -109,6 +109,10 @@ pub struct RandomOptions {
     /// SEU probability per MAC; 0 means no `seu` entry.
     pub seu_rate: f64,
     pub seu_seed: u32,
+    /// Stuck bits per faulty PE, `(lo, hi)` inclusive (docs/protocol.md
+    /// §7.5, extension); `None` is the single-bit draw, which stays
+    /// byte-identical to maps drawn before the option existed.
+    pub bits: Option<(u32, u32)>,
 }
 
 impl Default for RandomOptions {
@@ -118,6 +122,7 @@ impl Default for RandomOptions {
             polarity: Polarity::Both,
             seu_rate: 0.0,
             seu_seed: 0,
+            bits: None,
         }
     }
 }
@@ -311,27 +316,53 @@ impl FaultMap {
                 opts.seu_rate
             )));
         }
+        if let Some((lo, hi)) = opts.bits {
+            let narrowest = opts.sites.iter().map(|s| s.bits()).min().unwrap_or(0);
+            if lo == 0 || lo > hi || hi > narrowest {
+                return Err(FaultMapError::BadRandom(format!(
+                    "stuck bits {lo}-{hi}: need 1 <= LO <= HI <= {narrowest} (the narrowest \
+                     allowed site's width)"
+                )));
+            }
+        }
         let total = rows * cols;
         let count = ((rate * total as f64).round() as usize).min(total);
         let mut rng = Rng::new(seed);
+        let sa1_draw = |rng: &mut Rng| match opts.polarity {
+            Polarity::Both => rng.below(2) == 1,
+            Polarity::Sa0 => false,
+            Polarity::Sa1 => true,
+        };
         let mut faults: Vec<Fault> = rng
             .sample_indices(total, count)
             .into_iter()
             .map(|pe| {
                 let site = opts.sites[rng.index(opts.sites.len())];
-                let bit = 1u64 << rng.below(site.bits() as u64);
-                let sa1 = match opts.polarity {
-                    Polarity::Both => rng.below(2) == 1,
-                    Polarity::Sa0 => false,
-                    Polarity::Sa1 => true,
-                };
-                Fault {
-                    row: pe / cols,
-                    col: pe % cols,
-                    site,
-                    stuck_at_0: if sa1 { 0 } else { bit },
-                    stuck_at_1: if sa1 { bit } else { 0 },
+                let (mut stuck_at_0, mut stuck_at_1) = (0u64, 0u64);
+                match opts.bits {
+                    None => {
+                        let bit = 1u64 << rng.below(site.bits() as u64);
+                        if sa1_draw(&mut rng) {
+                            stuck_at_1 = bit;
+                        } else {
+                            stuck_at_0 = bit;
+                        }
+                    }
+                    // §7.5 extension: the number of bits, distinct bits by a
+                    // partial Fisher–Yates over the site's width, then one
+                    // polarity per bit in that order.
+                    Some((lo, hi)) => {
+                        let nb = lo as usize + rng.index((hi - lo + 1) as usize);
+                        for b in rng.sample_indices(site.bits() as usize, nb) {
+                            if sa1_draw(&mut rng) {
+                                stuck_at_1 |= 1 << b;
+                            } else {
+                                stuck_at_0 |= 1 << b;
+                            }
+                        }
+                    }
                 }
+                Fault { row: pe / cols, col: pe % cols, site, stuck_at_0, stuck_at_1 }
             })
             .collect();
         faults.sort_by_key(|f| (f.row, f.col, f.site));
@@ -529,6 +560,7 @@ mod tests {
             polarity: Polarity::Sa1,
             seu_rate: 1e-3,
             seu_seed: 5,
+            bits: None,
         };
         let m = FaultMap::random(8, 8, 0.5, 3, &o).unwrap();
         assert!(m
@@ -561,6 +593,37 @@ mod tests {
         assert!(
             FaultMap::random(8, 8, 0.1, 1, &RandomOptions { sites: vec![], ..o.clone() }).is_err()
         );
-        assert!(FaultMap::random(8, 8, 0.1, 1, &RandomOptions { seu_rate: 2.0, ..o }).is_err());
+        assert!(
+            FaultMap::random(8, 8, 0.1, 1, &RandomOptions { seu_rate: 2.0, ..o.clone() }).is_err()
+        );
+        for bits in [(0, 2), (3, 2), (1, 9)] {
+            let e =
+                FaultMap::random(8, 8, 0.1, 1, &RandomOptions { bits: Some(bits), ..o.clone() })
+                    .unwrap_err();
+            assert!(e.to_string().contains("stuck bits"), "{e}");
+        }
+    }
+
+    #[test]
+    fn random_multi_bit_draw() {
+        let psum = |bits| RandomOptions { sites: vec![Site::Psum], bits, ..Default::default() };
+        let m = FaultMap::random(16, 16, 0.5, 7, &psum(Some((1, 3)))).unwrap();
+        m.validate().unwrap();
+        let counts: Vec<u32> =
+            m.faults.iter().map(|f| (f.stuck_at_0 | f.stuck_at_1).count_ones()).collect();
+        assert!(counts.iter().all(|&c| (1..=3).contains(&c)), "{counts:?}");
+        for c in 1..=3 {
+            assert!(counts.contains(&c), "no PE with {c} stuck bits: {counts:?}");
+        }
+        assert!(m.faults.iter().all(|f| f.stuck_at_0 & f.stuck_at_1 == 0));
+        // The same PEs as the single-bit draw (step 2 is unchanged), and
+        // reproducible.
+        let single = FaultMap::random(16, 16, 0.5, 7, &psum(None)).unwrap();
+        let pes = |m: &FaultMap| m.faults.iter().map(|f| (f.row, f.col)).collect::<Vec<_>>();
+        assert_eq!(pes(&m), pes(&single));
+        assert_eq!(m, FaultMap::random(16, 16, 0.5, 7, &psum(Some((1, 3)))).unwrap());
+        // Exactly two bits when asked.
+        let m = FaultMap::random(8, 8, 1.0, 2, &psum(Some((2, 2)))).unwrap();
+        assert!(m.faults.iter().all(|f| (f.stuck_at_0 | f.stuck_at_1).count_ones() == 2));
     }
 }

@@ -123,6 +123,19 @@ impl MatrixLayout {
         self.base + ((nt * kt_n + kt) * self.rows + r) * self.cols + c
     }
 
+    /// The physical PE `(pr, pc)` that multiplies `W[k_idx][n_idx]` in a
+    /// MATMUL under rotation `(rot_r, rot_c)` (docs/protocol.md §4): the
+    /// element's position `(r, c)` inside its tile, from its address, moved
+    /// by the rotation, `((r + rot_r) mod R, (c + rot_c) mod C)`. Every tile
+    /// passes over the same PEs, so a PE holds all `W[k][n]` with
+    /// `k ≡ pr − rot_r (mod R)` and `n ≡ pc − rot_c (mod C)`. Panics if the
+    /// index is outside K×N.
+    pub fn pe_of(&self, k_idx: usize, n_idx: usize, rot: (u8, u8)) -> (usize, usize) {
+        let in_tile = (self.addr_of(k_idx, n_idx) - self.base) % (self.rows * self.cols);
+        let (r, c) = (in_tile / self.cols, in_tile % self.cols);
+        ((r + rot.0 as usize) % self.rows, (c + rot.1 as usize) % self.cols)
+    }
+
     /// Pack a K×N row-major matrix into `len()` bytes (for writing at `base`).
     pub fn pack(&self, w: &[i8]) -> Result<Vec<u8>, LayoutError> {
         if w.len() != self.k * self.n {
@@ -317,6 +330,28 @@ mod tests {
         new[29] = 9; // k=4, n=5
         let d = l.diff(&old, &new).unwrap();
         assert_eq!(d, vec![(l.addr_of(1, 1) as u32, -3), (l.addr_of(4, 5) as u32, 9)]);
+    }
+
+    #[test]
+    fn pe_of_follows_the_address_and_the_rotation() {
+        // K=10, N=7 on 4x3 at base 12: the PE is the element's row and column
+        // inside its tile (k mod R, n mod C), shifted by the rotation.
+        let l = MatrixLayout::new(12, 10, 7, 4, 3).unwrap();
+        for rot in [(0u8, 0u8), (1, 2), (3, 1)] {
+            let mut per_pe = [0usize; 12];
+            for k in 0..10 {
+                for n in 0..7 {
+                    let (pr, pc) = l.pe_of(k, n, rot);
+                    assert_eq!(
+                        (pr, pc),
+                        ((k % 4 + rot.0 as usize) % 4, (n % 3 + rot.1 as usize) % 3)
+                    );
+                    per_pe[pr * 3 + pc] += 1;
+                }
+            }
+            // Every element lands on exactly one PE.
+            assert_eq!(per_pe.iter().sum::<usize>(), 70);
+        }
     }
 
     #[test]
