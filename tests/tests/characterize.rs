@@ -201,3 +201,27 @@ fn a_defects_chip_answers_like_the_board_with_the_same_hidden_defects() {
         }
     }
 }
+
+#[test]
+fn a_spent_budget_is_an_error_naming_the_phase() {
+    let mut chip = Device::open("model:4x4").unwrap();
+    let opts = Options { budget: Some(std::time::Duration::ZERO), ..Options::default() };
+    let e = characterize(&mut chip, &opts, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        e.contains("model:4x4") && e.contains("isolate phase") && e.contains("--budget-s"),
+        "{e}"
+    );
+    let opts = Options { repeats: 0, ..Options::default() };
+    let e = characterize(&mut chip, &opts, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("--repeats"), "{e}");
+}
+
+#[test]
+fn progress_counts_up_to_its_total() {
+    let mut chip = Device::open("model:4x4").unwrap();
+    let mut seen = Vec::new();
+    characterize(&mut chip, &Options::default(), &mut |p| seen.push((p.done, p.total))).unwrap();
+    let (done, total) = *seen.last().unwrap();
+    assert_eq!(done, total, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[1].0 == w[0].0 + 1), "{seen:?}");
+}

@@ -209,6 +209,13 @@ impl fmt::Debug for Device {
     }
 }
 
+/// Time for one 8N1 byte (10 bits) at `baud`, with 50 % margin: a slow
+/// port's large replies must not time out (the default per-byte allowance
+/// assumes about 100 kbaud).
+fn byte_time(baud: u32) -> Duration {
+    Duration::from_nanos(15_000_000_000 / baud.max(1) as u64)
+}
+
 impl Device {
     /// Parse a device string (`sim`, `model:8x8`, ...) and open it with
     /// default [`OpenOptions`].
@@ -226,7 +233,11 @@ impl Device {
     /// file, serial settings, ...).
     pub fn open_with(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Device, DeviceError> {
         let link = open::open_with(spec, opts).map_err(|e| open_error(&spec.to_string(), e))?;
-        Ok(Device::new(link))
+        let mut client = ClientOptions::default();
+        if let DeviceSpec::Serial { baud, .. } = spec {
+            client.timeout_per_byte = client.timeout_per_byte.max(byte_time(*baud));
+        }
+        Ok(Device::with_options(link, client))
     }
 
     /// A client over an open link, with default options.
@@ -682,6 +693,13 @@ mod tests {
         assert!(o.timeout_for(1 << 18, 0) > Duration::from_secs(25));
         // No overflow panics at the extremes.
         let _ = o.timeout_for(usize::MAX, u64::MAX);
+    }
+
+    #[test]
+    fn slow_serial_ports_get_longer_timeouts() {
+        // 9600 baud: 1.56 ms a byte, so 8 KiB take 12.8 s on the wire.
+        assert_eq!(byte_time(9600), Duration::from_nanos(1_562_500));
+        assert!(byte_time(115_200) < ClientOptions::default().timeout_per_byte);
     }
 
     #[test]
