@@ -19,7 +19,8 @@
 //!   update ([`DeviceMatmul::update_layers`], all layers of a training step)
 //!   sends at most `B` bytes. When the plain sparse update fits, it is sent
 //!   unchanged; otherwise the changes with the largest accumulated distance
-//!   `|master / scale - held|` go first, across all layers, as one
+//!   `|master / scale - held|`, weighted by the layer's unit (see
+//!   [`DeviceMatmul::sync_model`]), go first, across all layers, as one
 //!   PATCH_WEIGHTS (split into frames by `buf_bytes`), as many as fit. The
 //!   rest is the residual `quantise(master) - held`, kept implicitly (error
 //!   feedback, Deep Gradient Compression, Lin et al. ICLR 2018): it grows
@@ -264,6 +265,9 @@ pub struct LayerTarget<'a> {
     /// ±127), which rank the changes under a budget by the real accumulated
     /// distance; `None`: rank by the int8 distance.
     pub exact: Option<&'a [f32]>,
+    /// What one int8 step of this layer is worth when ranking across
+    /// layers (priority = distance × unit; 1: int8 steps).
+    pub unit: f32,
 }
 
 /// Frame bytes of a dense WRITE_WEIGHTS of `len` bytes (4-byte address per frame).
@@ -573,7 +577,18 @@ impl DeviceMatmul {
             .layers()
             .iter()
             .zip(&ws)
-            .map(|(l, (w, x))| LayerTarget { layer: l.index, w, k: l.k, n: l.n, exact: Some(x) })
+            .map(|(l, (w, x))| LayerTarget {
+                layer: l.index,
+                w,
+                k: l.k,
+                n: l.n,
+                exact: Some(x),
+                // The change of the layer's float output per int8 step of
+                // weight and of input: ranks changes across layers by their
+                // effect, not by int8 steps, of which the first layer (small
+                // scale, 85 % of the MLP's weights) would take nearly all.
+                unit: l.w_scale() * l.in_scale(),
+            })
             .collect();
         self.update_layers(&targets).map_err(|(layer, e)| {
             let name = model.layers().iter().find(|l| l.index == layer).map(|l| l.name.clone());
@@ -689,7 +704,7 @@ impl DeviceMatmul {
                 changed += 1;
                 if (v as i16 - h as i16).abs() >= thr {
                     let x = t.exact.map_or(v as f32, |x| x[i]);
-                    cands.push(((x - h as f32).abs(), ti, i));
+                    cands.push(((x - h as f32).abs() * t.unit, ti, i));
                 }
             }
         }
@@ -851,7 +866,7 @@ impl DeviceMatmul {
 
 impl Int8Matmul for DeviceMatmul {
     fn set_weights(&mut self, layer: usize, w: &[i8], k: usize, n: usize) -> Result<(), ExecError> {
-        let t = LayerTarget { layer, w, k, n, exact: None };
+        let t = LayerTarget { layer, w, k, n, exact: None, unit: 1.0 };
         Ok(self.update_layers(&[t]).map_err(|(_, e)| e)?)
     }
 

@@ -558,7 +558,7 @@ fn targets<'a>(shapes: &[(usize, usize)], ws: &'a [Vec<i8>]) -> Vec<LayerTarget<
         .iter()
         .zip(ws)
         .enumerate()
-        .map(|(layer, (&(k, n), w))| LayerTarget { layer, w, k, n, exact: None })
+        .map(|(layer, (&(k, n), w))| LayerTarget { layer, w, k, n, exact: None, unit: 1.0 })
         .collect()
 }
 
@@ -759,4 +759,32 @@ fn retraining_under_a_budget_stays_within_it_and_keeps_every_change() {
     for l in model.layers() {
         assert_eq!(exec.held(l.index).unwrap(), &l.int8_weights()[..], "{}", l.name);
     }
+}
+
+#[test]
+fn the_budget_ranks_by_distance_times_the_layer_unit() {
+    let (k, n) = (16usize, 16usize);
+    let zeros = vec![0i8; k * n];
+    let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
+    let t = |layer, w, exact, unit| LayerTarget { layer, w, k, n, exact, unit };
+    exec.update_layers(&[t(0, &zeros, None, 1.0), t(1, &zeros, None, 1.0)]).unwrap();
+    let budget = exec.min_update_bytes() + 9 * 4; // ten entries
+    exec.set_update_budget(Some(budget)).unwrap();
+    // Layer 0 moves 3 steps everywhere, layer 1 only 1, but an int8 step of
+    // layer 1 is worth 10 of layer 0's: layer 1 goes first.
+    let w0 = vec![3i8; k * n];
+    let w1 = vec![1i8; k * n];
+    exec.update_layers(&[t(0, &w0, None, 1.0), t(1, &w1, None, 10.0)]).unwrap();
+    let sent =
+        |exec: &DeviceMatmul, l: usize| exec.held(l).unwrap().iter().filter(|&&v| v != 0).count();
+    assert_eq!((sent(&exec, 0), sent(&exec, 1)), (0, 10));
+    // Unrounded values break ties within a layer: the largest go first.
+    let exact: Vec<f32> = (0..k * n).map(|i| if i % 7 == 0 { 1.4 } else { 0.6 }).collect();
+    let mut exec2 = DeviceMatmul::open("model:4x4", None).unwrap();
+    exec2.update_layers(&[t(0, &zeros, None, 1.0)]).unwrap();
+    exec2.set_update_budget(Some(budget)).unwrap();
+    exec2.update_layers(&[t(0, &w1, Some(&exact), 1.0)]).unwrap();
+    let held = exec2.held(0).unwrap();
+    assert_eq!(held.iter().filter(|&&v| v != 0).count(), 10);
+    assert!(held.iter().enumerate().all(|(i, &v)| v == 0 || i % 7 == 0), "{held:?}");
 }
