@@ -387,7 +387,7 @@ fn resume_config() -> RetrainConfig {
 fn check_resume_is_identical(f: &Fixture, cfg: &RetrainConfig, dir: &Path) -> std::path::PathBuf {
     let _g = lock();
     let run = |ckpt: &Path, stop: Option<usize>, resume: bool| {
-        let (mut vs, model) = pretrained(&f, 5);
+        let (mut vs, model) = pretrained(f, 5);
         let mut exec = DeviceMatmul::open("model:4x4", Some(&harmful_map())).unwrap();
         let job = RetrainRun {
             model: &model,
@@ -635,8 +635,8 @@ fn budgeted_updates_never_exceed_the_budget_and_lose_nothing() {
         exec.update_layers(&targets(&shapes, &ws)).unwrap();
         assert!(exec.bytes_to_device() - b0 <= budget);
     }
-    for l in 0..3 {
-        assert_eq!(exec.held(l).unwrap(), &ws[l][..], "layer {l}: an update was lost");
+    for (l, w) in ws.iter().enumerate() {
+        assert_eq!(exec.held(l).unwrap(), &w[..], "layer {l}: an update was lost");
     }
     assert_device_holds(&mut exec, &shapes, "drained");
     let b0 = exec.bytes_to_device();
@@ -669,8 +669,8 @@ fn a_budget_of_dense_or_more_changes_nothing() {
             e.update_layers(&targets(&shapes, &ws)).unwrap();
         }
         assert_eq!(plain.update_stats(), budgeted.update_stats(), "step {step}");
-        for l in 0..3 {
-            assert_eq!(budgeted.held(l).unwrap(), &ws[l][..]);
+        for (l, w) in ws.iter().enumerate() {
+            assert_eq!(budgeted.held(l).unwrap(), &w[..]);
         }
     }
     let s = budgeted.update_stats();
