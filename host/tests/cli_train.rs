@@ -117,4 +117,26 @@ fn pretrain_eval_retrain_resume() {
         "--json",
     ]);
     assert_eq!(e2["accuracy"], r["accuracy_after"]);
+
+    // --update-budget: reported in the JSON, and no step sends more.
+    assert_eq!(r["update_budget"], Value::Null);
+    let out_b = d.join("budget.ckpt");
+    let mut b: Vec<&str> = common.to_vec();
+    b.extend(["-o", out_b.to_str().unwrap(), "--update-budget", "2%"]);
+    let rb = faultloop(&b);
+    assert_eq!(rb["update_budget"]["fraction"], 0.02, "{rb}");
+    let dense = rb["bytes_per_step_dense"].as_f64().unwrap();
+    let budget = rb["update_budget_bytes"].as_u64().unwrap();
+    assert_eq!(budget, (0.02 * dense).floor() as u64, "{rb}");
+    let max = rb["bytes_per_step_max"].as_u64().unwrap();
+    assert!(max > 0 && max <= budget, "{rb}");
+    assert!(r["bytes_per_step_max"].as_u64().unwrap() > budget, "the budget must bite: {r}");
+    // A budget below one patch frame is refused at startup, with the reason.
+    let tiny = d.join("tiny.ckpt");
+    let mut t: Vec<&str> = common.to_vec();
+    t.extend(["-o", tiny.to_str().unwrap(), "--update-budget", "3"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_faultloop")).args(&t).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("update budget 3 B is smaller than one PATCH_WEIGHTS frame"), "{err}");
 }

@@ -15,6 +15,16 @@
 //!   float master weights still carry it, and it is sent once it has grown to
 //!   `t`), so no update is lost. [`Compress::Dense`] rewrites every layer on
 //!   every update (the baseline).
+//! * Byte budget ([`DeviceMatmul::set_update_budget`], sparse mode): one
+//!   update ([`DeviceMatmul::update_layers`], all layers of a training step)
+//!   sends at most `B` bytes. When the plain sparse update fits, it is sent
+//!   unchanged; otherwise the changes with the largest accumulated distance
+//!   `|master / scale - held|`, weighted by the layer's unit (see
+//!   [`DeviceMatmul::sync_model`]), go first, across all layers, as one
+//!   PATCH_WEIGHTS (split into frames by `buf_bytes`), as many as fit. The
+//!   rest is the residual `quantise(master) - held`, kept implicitly (error
+//!   feedback, Deep Gradient Compression, Lin et al. ICLR 2018): it grows
+//!   or shrinks with later steps and goes once it ranks high enough.
 //! * Protection per layer ([`LayerMode`]): `Device` (plain), `Tmr` (three
 //!   runs under the rotations of [`crate::vote::rotations`], or the layer's
 //!   own from [`DeviceMatmul::set_layer_rotations`], e.g. calibrated by
@@ -184,6 +194,85 @@ struct Slot {
     held: Vec<i8>,
 }
 
+/// A per-update byte budget: bytes, or a fraction of a dense rewrite of
+/// every layer (`--update-budget 4096`, `10%`, `0.1`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateBudget {
+    Bytes(u64),
+    /// Of the dense bytes of one full update (every layer rewritten), in (0, 1].
+    Fraction(f64),
+}
+
+impl UpdateBudget {
+    /// The budget in bytes, given the dense bytes of one full update
+    /// (rounded down, so it never exceeds the fraction).
+    pub fn bytes(self, dense: u64) -> u64 {
+        match self {
+            UpdateBudget::Bytes(b) => b,
+            UpdateBudget::Fraction(f) => (f * dense as f64).floor() as u64,
+        }
+    }
+}
+
+/// `4096 B` or `10 % of dense`.
+impl std::fmt::Display for UpdateBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpdateBudget::Bytes(b) => write!(f, "{b} B"),
+            UpdateBudget::Fraction(x) => write!(f, "{} % of dense", 100.0 * x),
+        }
+    }
+}
+
+/// An update budget that is neither a byte count nor a fraction in (0, 1].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "update budget `{0}`: expected bytes (4096), a percentage of dense (10%) or a fraction \
+     (0.1), greater than 0 and at most all of dense"
+)]
+pub struct ParseBudgetError(pub String);
+
+/// An integer is bytes; `P%` or a number with a decimal point is a
+/// fraction of dense (so `1` is one byte, `1.0` all of dense).
+impl std::str::FromStr for UpdateBudget {
+    type Err = ParseBudgetError;
+    fn from_str(s: &str) -> Result<Self, ParseBudgetError> {
+        let bad = || ParseBudgetError(s.to_string());
+        let t = s.trim();
+        let frac = if let Some(p) = t.strip_suffix('%') {
+            p.trim().parse::<f64>().map_err(|_| bad())? / 100.0
+        } else if t.contains('.') {
+            t.parse::<f64>().map_err(|_| bad())?
+        } else {
+            let b = t.parse::<u64>().map_err(|_| bad())?;
+            return if b > 0 { Ok(UpdateBudget::Bytes(b)) } else { Err(bad()) };
+        };
+        if frac > 0.0 && frac <= 1.0 {
+            Ok(UpdateBudget::Fraction(frac))
+        } else {
+            Err(bad())
+        }
+    }
+}
+
+/// One layer's new int8 weights for [`DeviceMatmul::update_layers`].
+#[derive(Debug, Clone, Copy)]
+pub struct LayerTarget<'a> {
+    pub layer: usize,
+    /// K×N row-major: the quantised master weights.
+    pub w: &'a [i8],
+    pub k: usize,
+    pub n: usize,
+    /// The unrounded values `w` rounds from (master / scale, clamped to
+    /// ±127), which rank the changes under a budget by the real accumulated
+    /// distance; `None`: rank by the int8 distance.
+    pub exact: Option<&'a [f32]>,
+    /// What one int8 step of this layer is worth when ranking across
+    /// layers (priority = distance × unit; 1: int8 steps).
+    pub unit: f32,
+}
+
 /// Frame bytes of a dense WRITE_WEIGHTS of `len` bytes (4-byte address per frame).
 pub fn dense_write_bytes(len: usize, buf_bytes: usize) -> u64 {
     let chunk = buf_bytes.saturating_sub(4).max(1);
@@ -200,6 +289,17 @@ pub fn patch_bytes(entries: usize, buf_bytes: usize) -> u64 {
     (entries * PATCH_ENTRY_LEN + entries.div_ceil(per) * FRAME_OVERHEAD) as u64
 }
 
+/// The most PATCH_WEIGHTS entries whose frames fit `budget` bytes.
+pub fn patch_entries_within(budget: u64, buf_bytes: usize) -> usize {
+    let mut e = (budget / PATCH_ENTRY_LEN as u64) as usize;
+    // Frame overheads push the cost above 4 B per entry; step back until it
+    // fits (a handful of iterations: one per overhead's worth of entries).
+    while e > 0 && patch_bytes(e, buf_bytes) > budget {
+        e -= 1;
+    }
+    e
+}
+
 /// An [`Int8Matmul`] whose matmuls run on a DLA.
 pub struct DeviceMatmul {
     dev: Device,
@@ -209,6 +309,8 @@ pub struct DeviceMatmul {
     modes: Vec<LayerMode>,
     compress: Compress,
     threshold: u8,
+    /// Bytes per update ([`DeviceMatmul::update_layers`]); `None`: unbounded.
+    budget: Option<u64>,
     rotations: [(u8, u8); 3],
     /// Per-layer TMR rotations (calibrated against the fault map), else `rotations`.
     layer_rotations: Vec<Option<[(u8, u8); 3]>>,
@@ -230,6 +332,7 @@ impl std::fmt::Debug for DeviceMatmul {
             .field("device", &self.dev.name())
             .field("compress", &self.compress)
             .field("threshold", &self.threshold)
+            .field("budget", &self.budget)
             .field("modes", &self.modes)
             .finish()
     }
@@ -248,6 +351,7 @@ impl DeviceMatmul {
             modes: Vec::new(),
             compress: Compress::Sparse,
             threshold: 1,
+            budget: None,
             rotations,
             layer_rotations: Vec::new(),
             stats: UpdateStats::default(),
@@ -352,6 +456,38 @@ impl DeviceMatmul {
 
     pub fn threshold(&self) -> u8 {
         self.threshold
+    }
+
+    /// Bound every update ([`DeviceMatmul::update_layers`]; a plain
+    /// `set_weights` is a one-layer update) to `bytes` (`None`: no bound).
+    /// Sparse mode only. A budget below one single-entry PATCH_WEIGHTS frame
+    /// could never send anything and is refused.
+    pub fn set_update_budget(&mut self, bytes: Option<u64>) -> Result<(), ExecutorError> {
+        let min = self.min_update_bytes();
+        match bytes {
+            Some(b) if b < min => Err(ExecutorError::Budget { budget: b, min }),
+            Some(_) if self.compress == Compress::Dense => Err(ExecutorError::BudgetDense),
+            _ => {
+                self.budget = bytes;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn update_budget(&self) -> Option<u64> {
+        self.budget
+    }
+
+    /// The smallest update there is: one PATCH_WEIGHTS entry in one frame.
+    pub fn min_update_bytes(&self) -> u64 {
+        patch_bytes(1, self.info.buf_bytes)
+    }
+
+    /// The bytes of a dense rewrite of every installed layer (one full
+    /// update; what [`UpdateBudget::Fraction`] is a fraction of).
+    pub fn dense_update_bytes(&self) -> u64 {
+        let buf = self.info.buf_bytes;
+        self.slots.iter().flatten().map(|s| dense_write_bytes(s.layout.len(), buf)).sum()
     }
 
     /// Where `layer` runs.
@@ -480,6 +616,34 @@ impl DeviceMatmul {
         Ok(())
     }
 
+    /// Send `model`'s current int8 weights as one update (every layer; under
+    /// the budget if one is set, ranked by the unrounded master values).
+    pub fn sync_model(&mut self, model: &Model) -> Result<()> {
+        let ws: Vec<(Vec<i8>, Vec<f32>)> =
+            model.layers().iter().map(|l| (l.int8_weights(), l.scaled_weights())).collect();
+        let targets: Vec<LayerTarget> = model
+            .layers()
+            .iter()
+            .zip(&ws)
+            .map(|(l, (w, x))| LayerTarget {
+                layer: l.index,
+                w,
+                k: l.k,
+                n: l.n,
+                exact: Some(x),
+                // The change of the layer's float output per int8 step of
+                // weight and of input: ranks changes across layers by their
+                // effect, not by int8 steps, of which the first layer (small
+                // scale, 85 % of the MLP's weights) would take nearly all.
+                unit: l.w_scale() * l.in_scale(),
+            })
+            .collect();
+        self.update_layers(&targets).map_err(|(layer, e)| {
+            let name = model.layers().iter().find(|l| l.index == layer).map(|l| l.name.clone());
+            Error::Exec { layer, name: name.unwrap_or_default(), source: e.into() }
+        })
+    }
+
     /// Install `model`'s current int8 weights as the device copy (not
     /// counted as updates), every layer at its index.
     pub fn install_model(&mut self, model: &Model) -> Result<()> {
@@ -533,6 +697,130 @@ fn check_allocated(
 
 // The executor's work, with its own error type; `Int8Matmul` boxes it.
 impl DeviceMatmul {
+    /// One update of several layers (a training step): each layer's new
+    /// int8 weights against what the device holds. Without a budget, or when
+    /// the plain update fits it, every layer goes as it would alone
+    /// (patch, or dense when smaller); otherwise the largest changes across
+    /// all layers, as one PATCH_WEIGHTS within the budget (module docs).
+    /// Layers not installed yet are installed (not counted). The error names
+    /// the layer it concerns (the first target's for a combined patch).
+    pub fn update_layers(&mut self, targets: &[LayerTarget]) -> Result<(), (usize, ExecutorError)> {
+        let first = targets.first().map_or(0, |t| t.layer);
+        // A layer's first weights are an install, not an update.
+        let mut fresh = Vec::new();
+        for t in targets {
+            check_weights(t.layer, t.w.len(), t.k, t.n).map_err(|e| (t.layer, e.into()))?;
+            if let Some(x) = t.exact {
+                check_weights(t.layer, x.len(), t.k, t.n).map_err(|e| (t.layer, e.into()))?;
+            }
+            match self.slots.get(t.layer).and_then(Option::as_ref) {
+                Some(s) => check_allocated(t.layer, &s.layout, t.k, t.n)
+                    .map_err(|e| (t.layer, e.into()))?,
+                None => {
+                    self.install(t.layer, t.w, t.k, t.n).map_err(|e| (t.layer, e))?;
+                    fresh.push(t.layer);
+                }
+            }
+        }
+        let targets: Vec<LayerTarget> =
+            targets.iter().filter(|t| !fresh.contains(&t.layer)).copied().collect();
+        let targets = &targets[..];
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let budget = match self.budget {
+            Some(b) if self.compress == Compress::Sparse && self.plain_cost(targets) > b => b,
+            _ => {
+                for t in targets {
+                    self.update_weights(t.layer, t.w, t.k, t.n).map_err(|e| (t.layer, e))?;
+                }
+                return Ok(());
+            }
+        };
+        let buf = self.info.buf_bytes;
+        let thr = self.threshold as i16;
+        // Candidates: (priority, target index, element), every value whose
+        // quantised master differs from the device copy by ≥ the threshold.
+        let mut cands: Vec<(f32, usize, usize)> = Vec::new();
+        let mut changed = 0u64;
+        for (ti, t) in targets.iter().enumerate() {
+            let held = &self.slots[t.layer].as_ref().expect("installed above").held;
+            for (i, (&h, &v)) in held.iter().zip(t.w).enumerate() {
+                if h == v {
+                    continue;
+                }
+                changed += 1;
+                if (v as i16 - h as i16).abs() >= thr {
+                    let x = t.exact.map_or(v as f32, |x| x[i]);
+                    cands.push(((x - h as f32).abs() * t.unit, ti, i));
+                }
+            }
+        }
+        let take = patch_entries_within(budget, buf).min(cands.len());
+        // Largest distance first; ties in target/element order, so the
+        // choice is a pure function of the inputs (resume reproduces it).
+        let by_priority = |a: &(f32, usize, usize), b: &(f32, usize, usize)| {
+            b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2)))
+        };
+        if take < cands.len() {
+            cands.select_nth_unstable_by(take, by_priority);
+            cands.truncate(take);
+        }
+        let mut entries = Vec::with_capacity(take);
+        let mut patched = vec![false; targets.len()];
+        for &(_, ti, i) in &cands {
+            let t = &targets[ti];
+            let slot = self.slots[t.layer].as_mut().expect("installed above");
+            entries.push((slot.layout.addr_of(i / t.n, i % t.n) as u32, t.w[i]));
+            slot.held[i] = t.w[i];
+            patched[ti] = true;
+        }
+        entries.sort_unstable_by_key(|e| e.0);
+        self.stats.updates += targets.len() as u64;
+        self.stats.bytes_dense += targets
+            .iter()
+            .map(|t| {
+                dense_write_bytes(
+                    self.slots[t.layer].as_ref().expect("installed").layout.len(),
+                    buf,
+                )
+            })
+            .sum::<u64>();
+        self.stats.changed_values += changed;
+        self.stats.withheld_values += changed - entries.len() as u64;
+        self.stats.sent_values += entries.len() as u64;
+        self.stats.patch_updates += patched.iter().filter(|&&p| p).count() as u64;
+        let before = self.dev.bytes_sent();
+        if !entries.is_empty() {
+            self.dev.patch_weights(&entries).map_err(|e| (first, e.into()))?;
+        }
+        self.stats.bytes_sent += self.dev.bytes_sent() - before;
+        Ok(())
+    }
+
+    /// What the unbudgeted update of `targets` costs (installed layers).
+    fn plain_cost(&self, targets: &[LayerTarget]) -> u64 {
+        let buf = self.info.buf_bytes;
+        let t = self.threshold as i16;
+        targets
+            .iter()
+            .map(|tg| {
+                let slot = self.slots[tg.layer].as_ref().expect("installed");
+                let dense = dense_write_bytes(slot.layout.len(), buf);
+                let entries = slot
+                    .held
+                    .iter()
+                    .zip(tg.w)
+                    .filter(|(&h, &v)| (v as i16 - h as i16).abs() >= t)
+                    .count();
+                match self.compress {
+                    Compress::Dense => dense,
+                    Compress::Sparse => patch_bytes(entries, buf).min(dense),
+                }
+            })
+            .sum()
+    }
+
     fn update_weights(
         &mut self,
         layer: usize,
@@ -626,7 +914,8 @@ impl DeviceMatmul {
 
 impl Int8Matmul for DeviceMatmul {
     fn set_weights(&mut self, layer: usize, w: &[i8], k: usize, n: usize) -> Result<(), ExecError> {
-        Ok(self.update_weights(layer, w, k, n)?)
+        let t = LayerTarget { layer, w, k, n, exact: None, unit: 1.0 };
+        Ok(self.update_layers(&[t]).map_err(|(_, e)| e)?)
     }
 
     fn matmul(
@@ -653,6 +942,38 @@ mod tests {
         assert_eq!(patch_bytes(0, 4096), 0);
         assert_eq!(patch_bytes(3, 4096), 12 + FRAME_OVERHEAD as u64);
         assert_eq!(patch_bytes(2000, 4096), 8000 + 2 * FRAME_OVERHEAD as u64);
+    }
+
+    #[test]
+    fn patch_entries_within_is_the_most_that_fit() {
+        for buf in [8usize, 64, 4096, 1 << 18] {
+            for budget in (0..3000u64).step_by(7).chain([1 << 20, 3 << 20]) {
+                let e = patch_entries_within(budget, buf);
+                assert!(patch_bytes(e, buf) <= budget, "buf {buf} budget {budget}: {e}");
+                assert!(patch_bytes(e + 1, buf) > budget, "buf {buf} budget {budget}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn update_budgets_parse_as_bytes_or_fractions() {
+        let ok = |s: &str| s.parse::<UpdateBudget>().unwrap();
+        assert_eq!(ok("4096"), UpdateBudget::Bytes(4096));
+        assert_eq!(ok("10%"), UpdateBudget::Fraction(0.1));
+        assert_eq!(ok(" 2.5 % "), UpdateBudget::Fraction(0.025));
+        assert_eq!(ok("0.1"), UpdateBudget::Fraction(0.1));
+        assert_eq!(ok("1.0"), UpdateBudget::Fraction(1.0));
+        for bad in ["0", "0%", "-5", "0.0", "1.5", "150%", "ten", "", "%", "nan%", "1e3"] {
+            let e = bad.parse::<UpdateBudget>().unwrap_err();
+            assert_eq!(e, ParseBudgetError(bad.into()));
+        }
+        assert_eq!(UpdateBudget::Fraction(0.1).bytes(235_562), 23_556);
+        assert_eq!(UpdateBudget::Bytes(777).bytes(235_562), 777);
+        for b in [UpdateBudget::Bytes(4096), UpdateBudget::Fraction(0.02)] {
+            let j = serde_json::to_string(&b).unwrap();
+            assert_eq!(serde_json::from_str::<UpdateBudget>(&j).unwrap(), b, "{j}");
+        }
+        assert_eq!(UpdateBudget::Fraction(0.1).to_string(), "10 % of dense");
     }
 
     #[test]

@@ -103,6 +103,15 @@ pub enum ExecutorError {
     /// A fault map could not be applied.
     #[error(transparent)]
     Faults(#[from] ApplyError),
+    /// An update budget too small for a single PATCH_WEIGHTS entry.
+    #[error(
+        "update budget {budget} B is smaller than one PATCH_WEIGHTS frame with one entry \
+         ({min} B): no update could ever be sent"
+    )]
+    Budget { budget: u64, min: u64 },
+    /// A byte budget with dense rewrites (which always send everything).
+    #[error("an update budget needs sparse updates, not --compress dense")]
+    BudgetDense,
     /// The device string does not parse, or its link does not open.
     #[error("cannot open device: {0}")]
     Open(#[source] LinkError),

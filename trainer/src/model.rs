@@ -227,6 +227,17 @@ impl QLayer {
         quant::to_i8_vec(&quant::quantize_tensor(&self.weight, self.w_scale()))
     }
 
+    /// The unrounded int8 values, K×N row-major: `weight / w_scale` clamped
+    /// to ±127 (what [`QLayer::int8_weights`] rounds); they rank the changes
+    /// under an update budget (`DeviceMatmul::update_layers`).
+    pub fn scaled_weights(&self) -> Vec<f32> {
+        let inv = quant::inv_scale(self.w_scale()) as f64;
+        let t = tch::no_grad(|| {
+            (self.weight.to_kind(Kind::Float) * inv).clamp(-quant::QMAX as f64, quant::QMAX as f64)
+        });
+        Vec::<f32>::try_from(&t.contiguous().view([-1])).expect("f32 tensor to Vec<f32>")
+    }
+
     fn observe(&self, x: &Tensor) {
         let m = quant::max_abs(x);
         let old = self.in_max.double_value(&[]) as f32;

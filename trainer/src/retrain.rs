@@ -48,7 +48,7 @@ use tch::{nn, Kind, Tensor};
 
 use crate::checkpoint;
 use crate::data::Dataset;
-use crate::device::{Compress, DeviceMatmul, DeviceUsage, LayerMode, UpdateStats};
+use crate::device::{Compress, DeviceMatmul, DeviceUsage, LayerMode, UpdateBudget, UpdateStats};
 use crate::error::{Error, Result};
 use crate::eval;
 use crate::link_model::link_seconds;
@@ -163,6 +163,9 @@ pub struct RetrainConfig {
     pub compress: Compress,
     /// Minimum |Δ| in int8 steps for a weight to be sent (1 = every change).
     pub threshold: u8,
+    /// Weight-update bytes per step at most (sparse only; `None`: unbounded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_budget: Option<UpdateBudget>,
     /// Checkpoint every this many steps (0 = only at epoch ends).
     pub checkpoint_every: usize,
     pub eval_batch: usize,
@@ -208,6 +211,7 @@ impl Default for RetrainConfig {
             seed: 1,
             compress: Compress::Sparse,
             threshold: 1,
+            update_budget: None,
             checkpoint_every: 20,
             eval_batch: 500,
             stop_after_steps: None,
@@ -282,6 +286,9 @@ pub struct RetrainEpoch {
     /// Weight-update bytes this epoch: dense equivalent and sent.
     pub bytes_dense: u64,
     pub bytes_sent: u64,
+    /// The most weight-update bytes sent in one step of this epoch.
+    #[serde(default)]
+    pub bytes_max: u64,
     /// Wall seconds of training (not evaluation) this epoch.
     pub train_seconds: f64,
     pub eval_seconds: f64,
@@ -294,6 +301,8 @@ struct EpochAcc {
     seen: usize,
     bytes_dense: u64,
     bytes_sent: u64,
+    #[serde(default)]
+    bytes_max: u64,
     seconds: f64,
 }
 
@@ -302,6 +311,9 @@ struct EpochAcc {
 pub struct Totals {
     pub steps: usize,
     pub update: UpdateStats,
+    /// The most weight-update bytes sent in one step.
+    #[serde(default)]
+    pub bytes_per_step_max: u64,
     pub bytes_to_device: u64,
     pub bytes_from_device: u64,
     pub device_macs: u64,
@@ -363,6 +375,11 @@ pub struct RetrainReport {
     /// Weight-update bytes per step: a dense rewrite vs what was sent.
     pub bytes_per_step_dense: f64,
     pub bytes_per_step_sent: f64,
+    /// The most sent in one step.
+    pub bytes_per_step_max: u64,
+    /// `config.update_budget` in bytes (the dense bytes of one full update
+    /// resolve a fraction).
+    pub update_budget_bytes: Option<u64>,
     /// Step this run resumed at (global), if it resumed.
     pub resumed_at_step: Option<usize>,
     /// True when every epoch finished (false after `stop_after_steps`).
@@ -519,10 +536,16 @@ pub fn retrain_with(
     if train.is_empty() {
         return Err(Error::Config("empty training set".into()));
     }
+    if cfg.update_budget.is_some() && cfg.compress == Compress::Dense {
+        return Err(Error::Config("an update budget needs sparse updates, not dense".into()));
+    }
     model.freeze_weight_scales();
     model.set_observe(false);
     exec.set_compress(cfg.compress);
     exec.set_threshold(cfg.threshold);
+    // The budget is resolved and checked once every layer is installed
+    // (a fraction is of their dense bytes); until then updates are unbounded.
+    exec.set_update_budget(None)?;
     let mut adam = Adam::new(vs);
     let samples = cfg.samples_per_epoch(train.len());
     let steps_per_epoch = cfg.steps_per_epoch(train.len());
@@ -580,10 +603,12 @@ pub fn retrain_with(
     };
     let resumed_at_step = resumed.as_ref().map(|s| s.totals.steps);
     let fresh = resumed.is_none();
+    if fresh {
+        exec.install_model(model)?;
+    }
     let mut st = match resumed {
         Some(s) => s,
         None => {
-            exec.install_model(model)?;
             progress(Progress::Eval { what: "before" });
             let t = Instant::now();
             let before = eval::accuracy(model, test, cfg.eval_batch, exec, |_| {})?;
@@ -622,6 +647,10 @@ pub fn retrain_with(
         // Ship the pruned zeros, so the device copy is the model.
         model.sync_weights(exec)?;
     }
+    // The budget bounds the training steps' updates; the install and the
+    // pruned zeros above go out whole.
+    let budget_bytes = cfg.update_budget.map(|b| b.bytes(exec.dense_update_bytes()));
+    exec.set_update_budget(budget_bytes)?;
     let save =
         |st: &mut State, exec: &DeviceMatmul, adam: &Adam, vs: &nn::VarStore| -> Result<()> {
             if let Some(dir) = ckpt {
@@ -667,7 +696,7 @@ pub fn retrain_with(
             adam.backward_step(&loss, lr);
             freeze.apply();
             let before = exec.update_stats();
-            model.sync_weights(exec)?;
+            exec.sync_model(model)?;
             let after = exec.update_stats();
             let loss_v = loss.double_value(&[]);
             let a = &mut st.acc;
@@ -676,7 +705,10 @@ pub fn retrain_with(
                 logits.detach().argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64).int64_value(&[]);
             a.seen += idx.len();
             a.bytes_dense += after.bytes_dense - before.bytes_dense;
-            a.bytes_sent += after.bytes_sent - before.bytes_sent;
+            let sent = after.bytes_sent - before.bytes_sent;
+            a.bytes_sent += sent;
+            a.bytes_max = a.bytes_max.max(sent);
+            st.totals.bytes_per_step_max = st.totals.bytes_per_step_max.max(sent);
             a.seconds += t0.elapsed().as_secs_f64();
             st.totals.train_seconds += t0.elapsed().as_secs_f64();
             st.step_in_epoch += 1;
@@ -707,6 +739,7 @@ pub fn retrain_with(
             steps: steps_per_epoch,
             bytes_dense: a.bytes_dense,
             bytes_sent: a.bytes_sent,
+            bytes_max: a.bytes_max,
             train_seconds: a.seconds,
             eval_seconds,
         };
@@ -728,6 +761,8 @@ pub fn retrain_with(
         accuracy_after: st.history.last().map_or(st.accuracy_before, |r| r.test_accuracy),
         bytes_per_step_dense: st.totals.update.bytes_dense as f64 / steps,
         bytes_per_step_sent: st.totals.update.bytes_sent as f64 / steps,
+        bytes_per_step_max: st.totals.bytes_per_step_max,
+        update_budget_bytes: budget_bytes,
         history: st.history,
         totals: st.totals,
         steps_per_epoch,

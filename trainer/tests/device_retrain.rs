@@ -9,7 +9,9 @@ use faultloop_proto::rng::Rng;
 use faultloop_proto::Site;
 use tch::{nn, Kind, Tensor};
 use trainer::data::{encode_idx, Dataset, Split};
-use trainer::device::{Compress, DeviceMatmul, LayerMode};
+use trainer::device::{
+    patch_entries_within, Compress, DeviceMatmul, LayerMode, LayerTarget, UpdateBudget,
+};
 use trainer::exec::matmul_i8_ref;
 use trainer::experiment::{self, RateScan};
 use trainer::retrain::{self, RetrainConfig, RetrainRun};
@@ -334,21 +336,58 @@ fn retraining_on_a_faulty_model_device_recovers_accuracy() {
 
 #[test]
 fn resume_after_an_interruption_gives_identical_results() {
-    let _g = lock();
+    let cfg = RetrainConfig { threshold: 2, ..resume_config() };
     let f = data(300, 100);
-    let cfg = RetrainConfig {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = check_resume_is_identical(&f, &cfg, dir.path());
+    // A different configuration refuses to resume.
+    let _g = lock();
+    let (mut vs, model) = pretrained(&f, 5);
+    let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
+    let job = RetrainRun {
+        model: &model,
+        vs: &mut vs,
+        exec: &mut exec,
+        train: &f.train,
+        test: &f.test,
+        config: RetrainConfig { lr: 1e-2, ..cfg.clone() },
+        checkpoint: Some(&ck),
+        resume: true,
+    };
+    let e = retrain::retrain(job, &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("cannot resume"), "{e}");
+}
+
+/// Under a byte budget the residual lives in the difference between the
+/// master weights and the device copy, both checkpointed: a resumed run
+/// still equals an uninterrupted one.
+#[test]
+fn resume_under_an_update_budget_gives_identical_results() {
+    let cfg =
+        RetrainConfig { update_budget: Some(UpdateBudget::Fraction(0.05)), ..resume_config() };
+    let f = data(300, 100);
+    let dir = tempfile::tempdir().unwrap();
+    check_resume_is_identical(&f, &cfg, dir.path());
+}
+
+fn resume_config() -> RetrainConfig {
+    RetrainConfig {
         epochs: 2,
         batch_size: 32,
         lr: 3e-3,
         train_samples: 200,
         checkpoint_every: 3,
         eval_batch: 100,
-        threshold: 2,
         ..Default::default()
-    };
-    let dir = tempfile::tempdir().unwrap();
+    }
+}
+
+/// A run cut twice and resumed equals an uninterrupted one; returns the
+/// resumed run's checkpoint directory (in `dir`).
+fn check_resume_is_identical(f: &Fixture, cfg: &RetrainConfig, dir: &Path) -> std::path::PathBuf {
+    let _g = lock();
     let run = |ckpt: &Path, stop: Option<usize>, resume: bool| {
-        let (mut vs, model) = pretrained(&f, 5);
+        let (mut vs, model) = pretrained(f, 5);
         let mut exec = DeviceMatmul::open("model:4x4", Some(&harmful_map())).unwrap();
         let job = RetrainRun {
             model: &model,
@@ -361,11 +400,12 @@ fn resume_after_an_interruption_gives_identical_results() {
             resume,
         };
         let r = retrain::retrain(job, &mut |_| {}).unwrap();
-        (r, model.export(), exec.held(0).unwrap().to_vec())
+        let held: Vec<Vec<i8>> = (0..3).map(|l| exec.held(l).unwrap().to_vec()).collect();
+        (r, model.export(), held)
     };
-    let (full, full_exp, full_held) = run(&dir.path().join("full.ckpt"), None, false);
+    let (full, full_exp, full_held) = run(&dir.join("full.ckpt"), None, false);
     assert!(full.finished);
-    let ck = dir.path().join("cut.ckpt");
+    let ck = dir.join("cut.ckpt");
     // 7 steps an epoch, checkpoints at steps 3, 6, 7 (epoch end), 9, 12, 14.
     // Interrupted after 8 steps (resumes at 7, the epoch end), then again 3
     // steps into the resumed run (resumes at the checkpoint of step 9), then finished.
@@ -382,7 +422,10 @@ fn resume_after_an_interruption_gives_identical_results() {
             (x.train_loss, x.train_accuracy, x.test_accuracy),
             (y.train_loss, y.train_accuracy, y.test_accuracy)
         );
-        assert_eq!((x.bytes_dense, x.bytes_sent), (y.bytes_dense, y.bytes_sent));
+        assert_eq!(
+            (x.bytes_dense, x.bytes_sent, x.bytes_max),
+            (y.bytes_dense, y.bytes_sent, y.bytes_max)
+        );
     }
     assert_eq!(full.accuracy_before, c.accuracy_before);
     assert_eq!(full.totals.update.bytes_sent, c.totals.update.bytes_sent);
@@ -392,21 +435,8 @@ fn resume_after_an_interruption_gives_identical_results() {
     // The result is a loadable checkpoint.
     let (_vs, loaded, _) = trainer::checkpoint::load(&ck).unwrap();
     assert_eq!(loaded.export(), c_exp);
-    // A different configuration refuses to resume.
-    let (mut vs, model) = pretrained(&f, 5);
-    let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
-    let job = RetrainRun {
-        model: &model,
-        vs: &mut vs,
-        exec: &mut exec,
-        train: &f.train,
-        test: &f.test,
-        config: RetrainConfig { lr: 1e-2, ..cfg.clone() },
-        checkpoint: Some(&ck),
-        resume: true,
-    };
-    let e = retrain::retrain(job, &mut |_| {}).unwrap_err();
-    assert!(e.to_string().contains("cannot resume"), "{e}");
+    assert_eq!(full.totals.bytes_per_step_max, c.totals.bytes_per_step_max);
+    ck
 }
 
 #[test]
@@ -521,4 +551,240 @@ fn executor_errors_are_typed() {
     assert!(matches!(e, ExecutorError::Shape(ShapeError::Allocated { layer: 0, .. })), "{e:?}");
     let e = exec.matmul(0, &[1, 2, 3], 2, 2, 2).unwrap_err().to_string();
     assert_eq!(e, "layer 0: matmul 2×2×2 with 3 activations against weights 2×2");
+}
+
+fn targets<'a>(shapes: &[(usize, usize)], ws: &'a [Vec<i8>]) -> Vec<LayerTarget<'a>> {
+    shapes
+        .iter()
+        .zip(ws)
+        .enumerate()
+        .map(|(layer, (&(k, n), w))| LayerTarget { layer, w, k, n, exact: None, unit: 1.0 })
+        .collect()
+}
+
+/// Moves about a third of the values of every layer by up to ±40 int8 steps.
+fn big_step(rng: &mut Rng, ws: &mut [Vec<i8>]) {
+    for w in ws {
+        for _ in 0..w.len() / 3 {
+            let i = rng.index(w.len());
+            w[i] = (w[i] as i16 + rng.range_i8(-40, 40) as i16).clamp(-127, 127) as i8;
+        }
+    }
+}
+
+/// The device's weight memory, read back with identity activations, holds
+/// what the executor thinks it holds.
+fn assert_device_holds(exec: &mut DeviceMatmul, shapes: &[(usize, usize)], what: &str) {
+    for (l, &(k, n)) in shapes.iter().enumerate() {
+        let got = exec.matmul(l, &identity(k), k, k, n).unwrap();
+        let held: Vec<i32> = exec.held(l).unwrap().iter().map(|&v| v as i32).collect();
+        assert_eq!(got, held, "{what}: layer {l}");
+    }
+}
+
+#[test]
+fn budgeted_updates_never_exceed_the_budget_and_lose_nothing() {
+    let mut rng = Rng::new(41);
+    let shapes = [(40usize, 24usize), (64, 32), (13, 9)];
+    let mut ws: Vec<Vec<i8>> = shapes.iter().map(|&(k, n)| rng.vec_i8(k * n)).collect();
+    let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
+    exec.update_layers(&targets(&shapes, &ws)).unwrap(); // installs, not counted
+    assert_eq!(exec.update_stats().updates, 0);
+    let budget = exec.dense_update_bytes() / 20;
+    exec.set_update_budget(Some(budget)).unwrap();
+    let per_step = patch_entries_within(budget, exec.info().buf_bytes);
+    assert!(per_step > 10, "{budget} B");
+    for step in 0..30 {
+        big_step(&mut rng, &mut ws);
+        let before: Vec<Vec<i8>> = (0..3).map(|l| exec.held(l).unwrap().to_vec()).collect();
+        let b0 = exec.bytes_to_device();
+        exec.update_layers(&targets(&shapes, &ws)).unwrap();
+        let sent_bytes = exec.bytes_to_device() - b0;
+        assert!(sent_bytes <= budget, "step {step}: {sent_bytes} B > {budget} B");
+        // The largest distances went, across layers; what went is exact.
+        let (mut sent, mut min_sent, mut max_kept) = (0usize, i16::MAX, 0i16);
+        for l in 0..3 {
+            let after = exec.held(l).unwrap();
+            for i in 0..ws[l].len() {
+                let d = (ws[l][i] as i16 - before[l][i] as i16).abs();
+                if after[i] != before[l][i] {
+                    assert_eq!(after[i], ws[l][i], "step {step}: a sent value is the target");
+                    sent += 1;
+                    min_sent = min_sent.min(d);
+                } else if d > 0 {
+                    max_kept = max_kept.max(d);
+                }
+            }
+        }
+        assert_eq!(sent, per_step, "step {step}: the budget is used, not more");
+        assert!(max_kept <= min_sent, "step {step}: kept {max_kept} > sent {min_sent}");
+        assert_device_holds(&mut exec, &shapes, &format!("step {step}"));
+    }
+    let s = exec.update_stats();
+    assert_eq!(s.updates, 30 * 3);
+    assert_eq!(s.sent_values, 30 * per_step as u64);
+    assert!(s.withheld_values > 0 && s.changed_values == s.sent_values + s.withheld_values);
+    // The targets stop moving: the residual (target - held) drains at the
+    // budget's pace, and then the device holds exactly the targets.
+    let pending: usize = (0..3)
+        .map(|l| exec.held(l).unwrap().iter().zip(&ws[l]).filter(|(h, w)| h != w).count())
+        .sum();
+    assert!(pending > per_step, "the budget must have left a residual");
+    for _ in 0..pending.div_ceil(per_step) {
+        let b0 = exec.bytes_to_device();
+        exec.update_layers(&targets(&shapes, &ws)).unwrap();
+        assert!(exec.bytes_to_device() - b0 <= budget);
+    }
+    for (l, w) in ws.iter().enumerate() {
+        assert_eq!(exec.held(l).unwrap(), &w[..], "layer {l}: an update was lost");
+    }
+    assert_device_holds(&mut exec, &shapes, "drained");
+    let b0 = exec.bytes_to_device();
+    exec.update_layers(&targets(&shapes, &ws)).unwrap();
+    assert_eq!(exec.bytes_to_device(), b0, "nothing left to send");
+}
+
+#[test]
+fn a_budget_of_dense_or_more_changes_nothing() {
+    let mut rng = Rng::new(42);
+    let shapes = [(40usize, 24usize), (64, 32), (13, 9)];
+    let mut ws: Vec<Vec<i8>> = shapes.iter().map(|&(k, n)| rng.vec_i8(k * n)).collect();
+    let mut plain = DeviceMatmul::open("model:8x8", None).unwrap();
+    let mut budgeted = DeviceMatmul::open("model:8x8", None).unwrap();
+    for e in [&mut plain, &mut budgeted] {
+        e.update_layers(&targets(&shapes, &ws)).unwrap();
+    }
+    budgeted.set_update_budget(Some(budgeted.dense_update_bytes())).unwrap();
+    for step in 0..20 {
+        // Small steps (patches) and every fifth a big one (dense fallbacks).
+        if step % 5 == 4 {
+            big_step(&mut rng, &mut ws);
+        } else {
+            for w in &mut ws {
+                let i = rng.index(w.len());
+                w[i] = rng.range_i8(-127, 127);
+            }
+        }
+        for e in [&mut plain, &mut budgeted] {
+            e.update_layers(&targets(&shapes, &ws)).unwrap();
+        }
+        assert_eq!(plain.update_stats(), budgeted.update_stats(), "step {step}");
+        for (l, w) in ws.iter().enumerate() {
+            assert_eq!(budgeted.held(l).unwrap(), &w[..]);
+        }
+    }
+    let s = budgeted.update_stats();
+    assert!(s.patch_updates > 0 && s.dense_updates > 0, "{s:?}");
+    assert_eq!(plain.bytes_to_device(), budgeted.bytes_to_device());
+    assert_device_holds(&mut budgeted, &shapes, "dense budget");
+}
+
+#[test]
+fn impossible_budgets_are_refused() {
+    let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
+    let min = exec.min_update_bytes();
+    let e = exec.set_update_budget(Some(min - 1)).unwrap_err();
+    assert!(
+        matches!(e, ExecutorError::Budget { budget, min: m } if budget == min - 1 && m == min),
+        "{e:?}"
+    );
+    exec.set_update_budget(Some(min)).unwrap();
+    assert_eq!(exec.update_budget(), Some(min));
+    exec.set_update_budget(None).unwrap();
+    exec.set_compress(Compress::Dense);
+    let e = exec.set_update_budget(Some(10 * min)).unwrap_err();
+    assert!(matches!(e, ExecutorError::BudgetDense), "{e:?}");
+}
+
+#[test]
+fn retraining_under_a_budget_stays_within_it_and_keeps_every_change() {
+    let _g = lock();
+    let f = data(400, 200);
+    let (mut vs, model) = pretrained(&f, 3);
+    let mut exec = DeviceMatmul::open("model:4x4", Some(&harmful_map())).unwrap();
+    let cfg = RetrainConfig {
+        epochs: 2,
+        batch_size: 32,
+        lr: 3e-3,
+        train_samples: 400,
+        checkpoint_every: 0,
+        eval_batch: 100,
+        update_budget: Some(UpdateBudget::Fraction(0.05)),
+        ..Default::default()
+    };
+    let job = RetrainRun {
+        model: &model,
+        vs: &mut vs,
+        exec: &mut exec,
+        train: &f.train,
+        test: &f.test,
+        config: cfg,
+        checkpoint: None,
+        resume: false,
+    };
+    let r = retrain::retrain(job, &mut |_| {}).unwrap();
+    let budget = r.update_budget_bytes.unwrap();
+    assert_eq!(budget, (0.05 * r.bytes_per_step_dense).floor() as u64, "{r:?}");
+    assert!(r.bytes_per_step_max <= budget && r.bytes_per_step_max > 0, "{r:?}");
+    for h in &r.history {
+        assert!(h.bytes_max <= budget && h.bytes_sent <= budget * h.steps as u64, "{h:?}");
+    }
+    assert!(r.totals.update.withheld_values > 0, "the budget must bite: {r:?}");
+    assert!(r.accuracy_after > r.accuracy_before, "{r:?}");
+    // What the device lacks is the residual, quantise(master) - held; more
+    // updates with the master weights fixed send it all, within the budget.
+    let shapes: Vec<(usize, usize)> = model.layers().iter().map(|l| (l.k, l.n)).collect();
+    exec.set_faults(None).unwrap(); // read back what the memory holds, not faulty sums
+    assert_device_holds(&mut exec, &shapes, "after retraining");
+    let pending = |exec: &DeviceMatmul| -> usize {
+        model
+            .layers()
+            .iter()
+            .map(|l| {
+                let w = l.int8_weights();
+                exec.held(l.index).unwrap().iter().zip(&w).filter(|(h, w)| h != w).count()
+            })
+            .sum()
+    };
+    let per_step = patch_entries_within(budget, exec.info().buf_bytes);
+    let left = pending(&exec);
+    assert!(left > 0, "the last steps must have left a residual");
+    for _ in 0..left.div_ceil(per_step) {
+        let b0 = exec.bytes_to_device();
+        exec.sync_model(&model).unwrap();
+        assert!(exec.bytes_to_device() - b0 <= budget);
+    }
+    assert_eq!(pending(&exec), 0, "an update was lost");
+    assert_device_holds(&mut exec, &shapes, "drained");
+    for l in model.layers() {
+        assert_eq!(exec.held(l.index).unwrap(), &l.int8_weights()[..], "{}", l.name);
+    }
+}
+
+#[test]
+fn the_budget_ranks_by_distance_times_the_layer_unit() {
+    let (k, n) = (16usize, 16usize);
+    let zeros = vec![0i8; k * n];
+    let mut exec = DeviceMatmul::open("model:4x4", None).unwrap();
+    let t = |layer, w, exact, unit| LayerTarget { layer, w, k, n, exact, unit };
+    exec.update_layers(&[t(0, &zeros, None, 1.0), t(1, &zeros, None, 1.0)]).unwrap();
+    let budget = exec.min_update_bytes() + 9 * 4; // ten entries
+    exec.set_update_budget(Some(budget)).unwrap();
+    // Layer 0 moves 3 steps everywhere, layer 1 only 1, but an int8 step of
+    // layer 1 is worth 10 of layer 0's: layer 1 goes first.
+    let w0 = vec![3i8; k * n];
+    let w1 = vec![1i8; k * n];
+    exec.update_layers(&[t(0, &w0, None, 1.0), t(1, &w1, None, 10.0)]).unwrap();
+    let sent =
+        |exec: &DeviceMatmul, l: usize| exec.held(l).unwrap().iter().filter(|&&v| v != 0).count();
+    assert_eq!((sent(&exec, 0), sent(&exec, 1)), (0, 10));
+    // Unrounded values break ties within a layer: the largest go first.
+    let exact: Vec<f32> = (0..k * n).map(|i| if i % 7 == 0 { 1.4 } else { 0.6 }).collect();
+    let mut exec2 = DeviceMatmul::open("model:4x4", None).unwrap();
+    exec2.update_layers(&[t(0, &zeros, None, 1.0)]).unwrap();
+    exec2.set_update_budget(Some(budget)).unwrap();
+    exec2.update_layers(&[t(0, &w1, Some(&exact), 1.0)]).unwrap();
+    let held = exec2.held(0).unwrap();
+    assert_eq!(held.iter().filter(|&&v| v != 0).count(), 10);
+    assert!(held.iter().enumerate().all(|(i, &v)| v == 0 || i % 7 == 0), "{held:?}");
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use faultloop_device::open::{DeviceSpec, OpenOptions};
 use serde::Serialize;
-use trainer::device::Compress;
+use trainer::device::{Compress, UpdateBudget};
 use trainer::experiment::{self, RateScan, ScanPoint, DEFAULT_SCAN_RATES};
 use trainer::retrain::{self, RetrainConfig, RetrainEpoch, RetrainRun};
 use trainer::train::TrainConfig;
@@ -53,6 +53,10 @@ pub struct DemoArgs {
     /// Batch size.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Weight-update bytes per retraining step at most: bytes (4096), or a
+    /// share of a dense rewrite (10% or 0.1).
+    #[arg(long, value_name = "B")]
+    pub update_budget: Option<UpdateBudget>,
     #[command(flatten)]
     pub link: LinkArg,
     /// Print JSON instead of a table.
@@ -68,6 +72,7 @@ const EVAL_BATCH: usize = 500;
 struct DemoOut {
     array: String,
     bytes_per_step_dense: f64,
+    bytes_per_step_max: u64,
     bytes_per_step_sent: f64,
     checkpoint: String,
     clean_accuracy: f64,
@@ -92,6 +97,7 @@ struct DemoOut {
     steps: usize,
     test_samples: usize,
     train_samples_per_epoch: usize,
+    update_budget_bytes: Option<u64>,
 }
 
 pub fn run(a: DemoArgs, open: &OpenOptions) -> Result<()> {
@@ -188,6 +194,7 @@ pub fn run(a: DemoArgs, open: &OpenOptions) -> Result<()> {
         seed: a.seed,
         compress: Compress::Sparse,
         threshold: 1,
+        update_budget: a.update_budget,
         checkpoint_every: 0,
         ..Default::default()
     };
@@ -215,6 +222,7 @@ pub fn run(a: DemoArgs, open: &OpenOptions) -> Result<()> {
     let out = DemoOut {
         array: format!("{rows}x{cols}"),
         bytes_per_step_dense: r.bytes_per_step_dense,
+        bytes_per_step_max: r.bytes_per_step_max,
         bytes_per_step_sent: r.bytes_per_step_sent,
         checkpoint: out_ckpt.display().to_string(),
         clean_accuracy: clean,
@@ -239,6 +247,7 @@ pub fn run(a: DemoArgs, open: &OpenOptions) -> Result<()> {
         steps: r.totals.steps,
         test_samples: test.len(),
         train_samples_per_epoch: r.samples_per_epoch,
+        update_budget_bytes: r.update_budget_bytes,
     };
     if a.json {
         print_json_sorted(&out);
@@ -288,9 +297,10 @@ fn print_table(out: &DemoOut, a: &DemoArgs, pes: usize) {
         100.0 * (out.retrained_accuracy - clean)
     );
     println!();
+    let budget = out.update_budget_bytes.map_or(String::new(), |b| format!(", budget {b} B"));
     println!(
-        "weight updates  {:.0} B/step sent (sparse) vs {:.0} B/step dense",
-        out.bytes_per_step_sent, out.bytes_per_step_dense
+        "weight updates  {:.0} B/step sent (sparse{budget}, at most {} B) vs {:.0} B/step dense",
+        out.bytes_per_step_sent, out.bytes_per_step_max, out.bytes_per_step_dense
     );
     println!(
         "time            {:.1} s total; {:.1} s/epoch retraining; link model {:.1} s at {:.0} bit/s",

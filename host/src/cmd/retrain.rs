@@ -9,7 +9,7 @@ use faultloop_device::open::OpenOptions;
 use faultloop_proto::faultmap::FaultMap;
 use serde::Serialize;
 use trainer::checkpoint;
-use trainer::device::Compress;
+use trainer::device::{Compress, UpdateBudget};
 use trainer::experiment;
 use trainer::mitigate::{Mitigation, Triage};
 use trainer::retrain::{RetrainConfig, RetrainEpoch, RetrainRun};
@@ -44,6 +44,11 @@ pub struct RetrainArgs {
     /// steps (the rest stays in a host-side residual).
     #[arg(long, default_value_t = 1)]
     pub threshold: u8,
+    /// Sparse: weight-update bytes per step at most: bytes (4096), or a share
+    /// of a dense rewrite (10% or 0.1); the largest changes go first, the
+    /// rest waits in the residual.
+    #[arg(long, value_name = "B")]
+    pub update_budget: Option<UpdateBudget>,
     /// Learning rate (Adam; cosine schedule per epoch when retraining).
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
@@ -99,6 +104,8 @@ struct RetrainOut {
     test_samples: usize,
     compress: Compress,
     threshold: u8,
+    update_budget: Option<UpdateBudget>,
+    update_budget_bytes: Option<u64>,
     seconds: f64,
     train_seconds: f64,
     seconds_per_epoch: f64,
@@ -109,6 +116,7 @@ struct RetrainOut {
     bytes_from_device: u64,
     bytes_per_step_dense: f64,
     bytes_per_step_sent: f64,
+    bytes_per_step_max: u64,
     bytes_saved_pct: f64,
     macs: u64,
     resumed_at_step: Option<usize>,
@@ -147,6 +155,7 @@ pub fn run(a: RetrainArgs, open: &OpenOptions) -> Result<()> {
         seed: a.seed,
         compress: a.compress,
         threshold: a.threshold,
+        update_budget: a.update_budget,
         checkpoint_every: a.checkpoint_every,
         mitigation: a.mitigate,
         triage_epochs: a.triage_epochs,
@@ -188,6 +197,8 @@ pub fn run(a: RetrainArgs, open: &OpenOptions) -> Result<()> {
         test_samples: r.test_samples,
         compress: r.config.compress,
         threshold: r.config.threshold,
+        update_budget: r.config.update_budget,
+        update_budget_bytes: r.update_budget_bytes,
         seconds,
         train_seconds: t.train_seconds,
         seconds_per_epoch: r.seconds_per_epoch(),
@@ -198,6 +209,7 @@ pub fn run(a: RetrainArgs, open: &OpenOptions) -> Result<()> {
         bytes_from_device: t.bytes_from_device,
         bytes_per_step_dense: r.bytes_per_step_dense,
         bytes_per_step_sent: r.bytes_per_step_sent,
+        bytes_per_step_max: r.bytes_per_step_max,
         bytes_saved_pct: r.bytes_saved_pct(),
         macs: t.device_macs,
         resumed_at_step: r.resumed_at_step,
@@ -248,6 +260,14 @@ fn print_table(out: &RetrainOut) {
         out.bytes_per_step_dense,
         out.bytes_saved_pct
     );
+    if let (Some(b), Some(bytes)) = (out.update_budget, out.update_budget_bytes) {
+        println!(
+            "budget       {b} = {bytes} B/step; most sent in a step {} B",
+            out.bytes_per_step_max
+        );
+    } else {
+        println!("most sent    {} B in one step", out.bytes_per_step_max);
+    }
     println!(
         "time         {:.1} s wall ({:.1} s/epoch training); link model {:.1} s at {:.0} bit/s \
          ({:.1} s of it weight updates)",
