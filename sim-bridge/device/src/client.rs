@@ -699,7 +699,8 @@ mod tests {
     fn slow_serial_ports_get_longer_timeouts() {
         // 9600 baud: 1.56 ms a byte, so 8 KiB take 12.8 s on the wire.
         assert_eq!(byte_time(9600), Duration::from_nanos(1_562_500));
-        assert!(byte_time(115_200) < ClientOptions::default().timeout_per_byte);
+        assert_eq!(byte_time(115_200), Duration::from_nanos(130_208));
+        assert!(byte_time(1_000_000) < ClientOptions::default().timeout_per_byte);
     }
 
     #[test]
