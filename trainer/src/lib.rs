@@ -29,6 +29,8 @@
 //!   straight-through backward on the host) with checkpoint/resume.
 //! * [`mitigate`]: `--mitigate none|fap|fat|auto` — bypass lists, pruning
 //!   and freezing the weights on bypassed PEs, the per-PE triage.
+//! * [`resilience`]: the eFAT resilience map (rate × retraining amount →
+//!   accuracy) and the least amount per rate under an accuracy floor.
 //! * [`link_model`]: the link-time (bandwidth) model of every report.
 //! * [`experiment`]: the jobs of `faultloop eval`, `retrain` and `demo` (device
 //!   evaluation with optional TMR, the fault-rate scan, the demo's chart).
@@ -68,6 +70,7 @@ pub mod model;
 pub mod plot;
 pub mod quant;
 pub mod reference;
+pub mod resilience;
 pub mod retrain;
 pub mod tmr;
 pub mod train;
