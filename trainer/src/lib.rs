@@ -31,6 +31,8 @@
 //!   and freezing the weights on bypassed PEs, the per-PE triage.
 //! * [`resilience`]: the eFAT resilience map (rate × retraining amount →
 //!   accuracy) and the least amount per rate under an accuracy floor.
+//! * [`fleet`]: fleet planning — fused maps, resilience-driven grouping,
+//!   one retraining per group, sharded jobs and their merge.
 //! * [`link_model`]: the link-time (bandwidth) model of every report.
 //! * [`experiment`]: the jobs of `faultloop eval`, `retrain` and `demo` (device
 //!   evaluation with optional TMR, the fault-rate scan, the demo's chart).
@@ -64,6 +66,7 @@ pub mod error;
 pub mod eval;
 pub mod exec;
 pub mod experiment;
+pub mod fleet;
 pub mod link_model;
 pub mod mitigate;
 pub mod model;
