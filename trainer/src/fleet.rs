@@ -212,7 +212,7 @@ pub fn group(chips: &[Chip], res: &ResilienceMap) -> Vec<PlannedGroup> {
                 let Some(cu) = res.need(fuse_of(&both).rate()) else { continue };
                 let reward = (ca + cb).saturating_sub(cu);
                 // Strictly larger: the first pair found (smallest indices) wins ties.
-                if reward > 0 && best.is_none_or(|(r, ..)| reward > r) {
+                if reward > 0 && best.map_or(true, |(r, ..)| reward > r) {
                     best = Some((reward, a, b, Some(cu)));
                 }
             }
