@@ -17,6 +17,11 @@
 //!   map, verify every member on its own map, retrain the members below the
 //!   floor alone), `--shard i/n` taking job `k` where `k % n == i`; each
 //!   job's result is written atomically (temp + rename), a rerun skips it.
+//! * Retraining uses the context's mitigation (the resilience map's, as it
+//!   was measured): `fat` runs with exactly the group's bypass list, `fap`
+//!   bypasses every faulty PE of the fused map too, `auto` adds what its
+//!   triage picks; the checkpoint records the final list and every member
+//!   is verified with it.
 //! * [`merge`]: every job's result and the grouping into `plan.json`; the
 //!   unsharded run ends with the same call, so both are byte-identical.
 //!
@@ -346,6 +351,9 @@ pub struct JobResult {
     pub members: Vec<String>,
     /// Relative to the plan directory.
     pub checkpoint: String,
+    /// The bypass list the group's checkpoint records (the fused map's,
+    /// plus what `fap`/`auto` added).
+    pub bypass: Vec<[usize; 2]>,
     pub results: Vec<MemberResult>,
     /// Wall seconds (not in plan.json, which must not depend on the run).
     pub seconds: f64,
@@ -381,30 +389,37 @@ fn from_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
 }
 
 /// Retrain the pretrained model for `amount` sample-steps on `map` with
-/// `bypass` on top (recorded in the checkpoint at `dir`); `dir` is replaced.
+/// `bypass` on top, under the context's mitigation (`fat` keeps exactly
+/// `bypass`, `fap` adds every faulty PE of `map`, `auto` what its triage
+/// picks); the checkpoint at `dir` (replaced) records the final list, which
+/// is returned: every chip that runs this model runs it with that list.
 fn retrain_to(
     ctx: &JobContext,
     map: &FaultMap,
     bypass: &[[usize; 2]],
     amount: u64,
     dir: &Path,
-) -> Result<()> {
+) -> Result<Vec<[usize; 2]>> {
+    let mitigation = ctx.config.mitigation;
+    if mitigation == Mitigation::None {
+        return Err(Error::Config("fleet retraining with mitigation `none`".into()).into());
+    }
     let (mut vs, model, _) = checkpoint::load(ctx.model)?;
     let mut exec = DeviceMatmul::open(ctx.device, Some(map)).map_err(Error::from)?;
     exec.set_bypass(bypass).map_err(Error::from)?;
     let array = [exec.info().rows, exec.info().cols];
     let _ = std::fs::remove_dir_all(dir);
     if amount == 0 {
-        let record =
-            MitigationRecord { mitigation: Mitigation::Fat, array, bypass: bypass.to_vec() };
-        checkpoint::save_with(
-            dir,
-            &vs,
-            &model,
-            serde_json::json!({"fleet": {"amount": 0}}),
-            Some(&record),
-        )?;
-        return Ok(());
+        // No retraining: the pretrained weights, with fap's bypass (no
+        // triage without a retraining run to carry it).
+        let bypass = match mitigation {
+            Mitigation::Fap => crate::mitigate::union(bypass, &faulty_pes(map)),
+            _ => bypass.to_vec(),
+        };
+        let record = MitigationRecord { mitigation, array, bypass: bypass.clone() };
+        let info = serde_json::json!({"fleet": {"amount": 0}});
+        checkpoint::save_with(dir, &vs, &model, info, Some(&record))?;
+        return Ok(bypass);
     }
     let len = ctx.train.len().max(1) as u64;
     let epochs = amount.div_ceil(len).max(1);
@@ -412,9 +427,6 @@ fn retrain_to(
         epochs: epochs as usize,
         train_samples: amount.div_ceil(epochs) as usize,
         stop_after_steps: None,
-        // The group's bypass list is carried by the executor (fat keeps it,
-        // prunes and freezes its weights); fap or auto would add their own.
-        mitigation: Mitigation::Fat,
         ..ctx.config.clone()
     };
     // Every job starts from the same libtorch RNG state, whichever shard
@@ -430,11 +442,11 @@ fn retrain_to(
         checkpoint: Some(dir),
         resume: false,
     };
-    retrain::retrain(run, &mut |_| {})?;
+    let report = retrain::retrain(run, &mut |_| {})?;
     // The resume state is not needed: a job reruns whole or not at all.
     let _ = std::fs::remove_file(dir.join(retrain::STATE_FILE));
     let _ = std::fs::remove_file(dir.join(retrain::ADAM_FILE));
-    Ok(())
+    Ok(report.bypass)
 }
 
 /// Accuracy of the checkpoint at `dir` (or the pretrained model) on `map`
@@ -457,18 +469,18 @@ pub fn run_job(
 ) -> Result<JobResult> {
     let t0 = std::time::Instant::now();
     let rel = format!("groups/{}", g.id);
-    retrain_to(ctx, &g.fused.map, &g.fused.bypass, g.amount, &plan_dir.join(&rel))?;
+    let bypass = retrain_to(ctx, &g.fused.map, &g.fused.bypass, g.amount, &plan_dir.join(&rel))?;
     let mut results = Vec::new();
     for &i in &g.members {
         let c = &grouping.chips[i];
         let accuracy_before = accuracy_on(ctx, ctx.model, &c.map, &[])?;
-        let accuracy_group = accuracy_on(ctx, &plan_dir.join(&rel), &c.map, &g.fused.bypass)?;
+        let accuracy_group = accuracy_on(ctx, &plan_dir.join(&rel), &c.map, &bypass)?;
         let left = g.members.len() > 1 && accuracy_group < grouping.floor;
         let (mut accuracy_alone, mut checkpoint) = (None, None);
         if left {
             let own = format!("chips/{}", c.name);
-            retrain_to(ctx, &c.map, &[], c.amount, &plan_dir.join(&own))?;
-            accuracy_alone = Some(accuracy_on(ctx, &plan_dir.join(&own), &c.map, &[])?);
+            let own_bypass = retrain_to(ctx, &c.map, &[], c.amount, &plan_dir.join(&own))?;
+            accuracy_alone = Some(accuracy_on(ctx, &plan_dir.join(&own), &c.map, &own_bypass)?);
             checkpoint = Some(own);
         }
         results.push(MemberResult {
@@ -484,6 +496,7 @@ pub fn run_job(
         id: g.id.clone(),
         members: g.members.iter().map(|&i| grouping.chips[i].name.clone()).collect(),
         checkpoint: rel,
+        bypass,
         results,
         seconds: t0.elapsed().as_secs_f64(),
     })
@@ -638,7 +651,7 @@ pub fn merge(plan_dir: &Path) -> Result<FleetPlan> {
             fault_rate: g.rate,
             amount: g.amount,
             fused_map: g.fused.map.clone(),
-            bypass: g.fused.bypass.clone(),
+            bypass: r.bypass.clone(),
             checkpoint: r.checkpoint.clone(),
         });
     }

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use faultloop_device::open::OpenOptions;
 use serde::Serialize;
 use trainer::fleet::{self, FleetPlan, JobContext, Shard, ShardReport};
+use trainer::mitigate::Mitigation;
 use trainer::resilience::ResilienceMap;
 use trainer::retrain::RetrainConfig;
 
@@ -143,7 +144,11 @@ pub fn run(a: FleetArgs, open: &OpenOptions) -> Result<()> {
     let grouping = fleet::plan(&chips, &res, floor);
     let test = a.data.test(Some(a.limit))?;
     let train = a.data.train()?;
+    // Retrain as the resilience map was measured (fat, fap or auto).
+    let mitigation: Mitigation =
+        res.mitigation.parse().with_context(|| format!("resilience map {}", res_path.display()))?;
     let config = RetrainConfig {
+        mitigation,
         batch_size: a.batch,
         lr: a.lr,
         seed: a.seed,
