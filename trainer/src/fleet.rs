@@ -349,6 +349,9 @@ pub struct MemberResult {
 pub struct JobResult {
     pub id: String,
     pub members: Vec<String>,
+    /// What the job was run for ([`job_key`]): a rerun or a merge refuses a
+    /// result whose key differs (another plan's directory, other options).
+    pub key: serde_json::Value,
     /// Relative to the plan directory.
     pub checkpoint: String,
     /// The bypass list the group's checkpoint records (the fused map's,
@@ -357,6 +360,29 @@ pub struct JobResult {
     pub results: Vec<MemberResult>,
     /// Wall seconds (not in plan.json, which must not depend on the run).
     pub seconds: f64,
+}
+
+/// What a job's result depends on: the planned group, the floor and, where
+/// known (not in a merge), the model, device and retraining settings.
+pub fn job_key(
+    grouping: &Grouping,
+    g: &PlannedGroup,
+    ctx: Option<&JobContext>,
+) -> serde_json::Value {
+    let mut k = serde_json::json!({ "group": g, "floor": grouping.floor });
+    if let Some(c) = ctx {
+        k["model"] = c.model.display().to_string().into();
+        k["device"] = c.device.into();
+        k["config"] = serde_json::to_value(&c.config).unwrap_or_default();
+    }
+    k
+}
+
+/// Whether a stored key matches (`ctx` absent: the keys' common part).
+fn same_key(stored: &serde_json::Value, want: &serde_json::Value) -> bool {
+    ["group", "floor", "model", "device", "config"]
+        .iter()
+        .all(|f| want.get(f).is_none() || stored.get(f) == want.get(f))
 }
 
 fn job_path(plan_dir: &Path, id: &str) -> PathBuf {
@@ -495,6 +521,7 @@ pub fn run_job(
     Ok(JobResult {
         id: g.id.clone(),
         members: g.members.iter().map(|&i| grouping.chips[i].name.clone()).collect(),
+        key: job_key(grouping, g, Some(ctx)),
         checkpoint: rel,
         bypass,
         results,
@@ -532,12 +559,14 @@ pub fn run_shard(
         let path = job_path(plan_dir, &g.id);
         if path.is_file() {
             let done: JobResult = from_json(&path)?;
-            let want: Vec<&str> =
-                g.members.iter().map(|&i| grouping.chips[i].name.as_str()).collect();
-            if done.members != want {
+            if !same_key(&done.key, &job_key(grouping, g, Some(ctx))) {
                 return Err(FleetError::Plan {
                     path,
-                    msg: format!("a result for members {:?}, the plan has {want:?}: another plan's output directory?", done.members),
+                    msg: format!(
+                        "a result for another plan or other options (members {:?}); use a fresh \
+                         output directory or delete it",
+                        done.members
+                    ),
                 });
             }
             rep.skipped.push(g.id.clone());
@@ -616,6 +645,14 @@ pub fn merge(plan_dir: &Path) -> Result<FleetPlan> {
     for g in &grouping.groups {
         let path = job_path(plan_dir, &g.id);
         let r: JobResult = from_json(&path)?;
+        if !same_key(&r.key, &job_key(&grouping, g, None)) {
+            return Err(FleetError::Plan {
+                path,
+                msg: "a result for another grouping than grouping.json's (shards run with \
+                      different inputs?)"
+                    .into(),
+            });
+        }
         if r.results.len() != g.members.len() {
             return Err(FleetError::Plan {
                 path,

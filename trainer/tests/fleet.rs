@@ -115,6 +115,12 @@ fn sharded_plan_merges_to_the_unsharded_one_and_no_member_stays_below_the_floor(
     let rep = fleet::run_shard(&ctx, &g, &b, Shard::ALL, &mut |_, _, _| {}).unwrap();
     assert!(rep.ran.is_empty());
     assert_eq!(rep.skipped.len(), g.groups.len());
+    // A rerun with other options in the same directory refuses the old
+    // results rather than reuse them.
+    let other = JobContext { config: RetrainConfig { lr: 1e-3, ..config() }, ..ctx };
+    let e = fleet::run_shard(&other, &g, &b, Shard::ALL, &mut |_, _, _| {}).unwrap_err();
+    assert!(e.to_string().contains("other options"), "{e}");
+    let ctx = JobContext { config: config(), ..other };
     // Merging before every shard is done names the missing jobs.
     let c = tmp.path().join("c");
     fleet::run_shard(&ctx, &g, &c, Shard { index: 1, count: 2 }, &mut |_, _, _| {}).unwrap();
