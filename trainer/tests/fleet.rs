@@ -7,6 +7,7 @@ use std::path::Path;
 use faultloop_proto::faultmap::{FaultMap, RandomOptions};
 use trainer::checkpoint;
 use trainer::fleet::{self, Chip, FleetPlan, JobContext, Shard};
+use trainer::mitigate::Mitigation;
 use trainer::resilience::{Cell, ResilienceMap};
 use trainer::retrain::RetrainConfig;
 
@@ -158,4 +159,54 @@ fn sharded_plan_merges_to_the_unsharded_one_and_no_member_stays_below_the_floor(
         }
     }
     assert_eq!(pd.grouped_cost, cost);
+}
+
+#[test]
+fn fap_groups_bypass_every_faulty_pe_and_amount_zero_retrains_nothing() {
+    let _g = util::lock();
+    let f = util::data(400, 200);
+    let (vs, model) = util::pretrained(&f, 5);
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("pretrained");
+    checkpoint::save(&ck, &vs, &model, serde_json::json!({})).unwrap();
+    let chips = chips();
+    for amount in [64, 0] {
+        let mut res = resilience();
+        for c in &mut res.cells {
+            c.amount = if c.amount == 64 { amount } else { c.amount };
+        }
+        res.amounts[0] = amount;
+        res.update_least();
+        let ctx = JobContext {
+            model: &ck,
+            device: DEVICE,
+            train: &f.train,
+            test: &f.test,
+            config: RetrainConfig { mitigation: Mitigation::Fap, ..config() },
+        };
+        let dir = tmp.path().join(format!("fap{amount}"));
+        let g = fleet::plan(&chips, &res, 0.01);
+        fleet::run_shard(&ctx, &g, &dir, Shard::ALL, &mut |_, _, _| {}).unwrap();
+        let p = fleet::merge(&dir).unwrap();
+        for (pg, planned) in p.groups.iter().zip(&g.groups) {
+            // fap: the fused map's bypass list plus every PE still faulty in it.
+            let mut want = planned.fused.bypass.clone();
+            want.extend(trainer::mitigate::faulty_pes(&planned.fused.map));
+            want.sort_unstable();
+            want.dedup();
+            assert_eq!(pg.bypass, want, "{}", pg.id);
+            let meta = checkpoint::read_meta(&dir.join(&pg.checkpoint)).unwrap();
+            let rec = meta.mitigation.unwrap();
+            assert_eq!((rec.mitigation, &rec.bypass), (Mitigation::Fap, &want));
+            let accs: Vec<f64> =
+                p.chips.iter().filter(|c| c.group == pg.id).map(|c| c.accuracy_after).collect();
+            assert!(accs.windows(2).all(|w| w[0] == w[1]), "{}: {accs:?}", pg.id);
+            if amount == 0 {
+                // No retraining: the pretrained weights themselves.
+                let (gvs, _, _) = checkpoint::load(&dir.join(&pg.checkpoint)).unwrap();
+                let (a, b) = (gvs.variables(), vs.variables());
+                assert!(a.iter().all(|(k, t)| t.equal(&b[k])), "{}", pg.id);
+            }
+        }
+    }
 }
