@@ -42,7 +42,8 @@
 //! Modules depend on each other as a DAG: `device → vote, exec, model`;
 //! `eval → model, exec`; `tmr → device, eval`; `mitigate → device, model`;
 //! `checkpoint → mitigate`; `retrain → device, eval, mitigate`;
-//! `experiment → tmr, retrain, eval, plot`.
+//! `experiment → tmr, retrain, eval, plot`; `fleet → retrain, checkpoint,
+//! eval, resilience, plot`.
 //!
 //! A layer's int8 matmul on the golden-model DLA equals the host reference
 //! when the device is fault-free (`no_run`: doctest binaries are linked in a
