@@ -48,6 +48,8 @@ enum Cmd {
     Eval(cmd::eval::EvalArgs),
     /// Retrain a checkpoint with the (faulty) device in the loop.
     Retrain(cmd::retrain::RetrainArgs),
+    /// Plan a fleet's retraining: group chips, retrain once per group, verify each chip.
+    Fleet(cmd::fleet::FleetArgs),
     /// The main job: pretrain or reuse, find a harmful fault rate, retrain on the device, plot.
     Demo(cmd::demo::DemoArgs),
     /// Virtual board: the Verilated UART top behind a pseudo-terminal (prints its path).
@@ -93,6 +95,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Pretrain(a) => cmd::pretrain::run(a),
         Cmd::Eval(a) => cmd::eval::run(a, &open),
         Cmd::Retrain(a) => cmd::retrain::run(a, &open),
+        Cmd::Fleet(a) => cmd::fleet::run(a, &open),
         Cmd::Demo(a) => cmd::demo::run(a, &open),
         Cmd::Board(a) => cmd::board::run(a),
     }

@@ -17,6 +17,7 @@ pub mod characterize;
 pub mod demo;
 pub mod eval;
 pub mod faults;
+pub mod fleet;
 pub mod info;
 pub mod matmul;
 pub mod pretrain;
