@@ -1,5 +1,6 @@
 //! Model-level tests on tiny synthetic data: the int8 path against the plain
 //! integer reference, straight-through gradients, conv lowering, checkpoints.
+use faultloop_proto::rng::Rng;
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Kind, Tensor};
 use trainer::exec::{matmul_i8_ref, Int8Matmul};
@@ -17,19 +18,25 @@ fn tiny_cnn() -> ModelSpec {
     ModelSpec::Cnn { input: [2, 9, 8], channels: vec![3, 5], kernel: 3, classes: 4 }
 }
 
+/// A tensor of uniform values in [lo, lo + 1) from a seed. Test inputs
+/// come from here, not from libtorch's process-global RNG: a draw in one
+/// test would shift the weights another test initialises from a seed.
+fn seeded(shape: &[i64], seed: u64, lo: f32) -> Tensor {
+    let mut r = Rng::new(seed);
+    let n: i64 = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| lo + r.f64() as f32).collect();
+    Tensor::from_slice(&v).view(shape)
+}
+
 fn input_for(spec: &ModelSpec, b: i64) -> Tensor {
     match spec {
-        ModelSpec::Mlp { widths } => {
-            Tensor::rand([b, widths[0] as i64], (Kind::Float, tch::Device::Cpu))
+        ModelSpec::Mlp { widths } => seeded(&[b, widths[0] as i64], b as u64, 0.0),
+        ModelSpec::Cnn { input, .. } => {
+            seeded(&[b, input[0] as i64, input[1] as i64, input[2] as i64], b as u64, 0.0)
         }
-        ModelSpec::Cnn { input, .. } => Tensor::rand(
-            [b, input[0] as i64, input[1] as i64, input[2] as i64],
-            (Kind::Float, tch::Device::Cpu),
-        ),
     }
 }
 
-/// A model with observed activation ranges (a few training-mode forwards).
 fn warmed(spec: &ModelSpec, seed: i64) -> (nn::VarStore, Model) {
     let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed);
@@ -153,7 +160,7 @@ fn straight_through_gradient_flows_as_if_float() {
     let spec = ModelSpec::Mlp { widths: vec![6, 4] };
     let (vs, model) = warmed(&spec, 11);
     let x = input_for(&spec, 5);
-    let c = Tensor::randn([5, 4], (Kind::Float, tch::Device::Cpu));
+    let c = seeded(&[5, 4], 7, -0.5);
     let grads = |exec: Option<&mut dyn Int8Matmul>| {
         for v in vs.trainable_variables() {
             let mut g = v.grad();
@@ -201,7 +208,7 @@ fn device_mode_training_reduces_loss() {
     // Training through an executor (HostMatmul) with the straight-through trick.
     let spec = ModelSpec::Mlp { widths: vec![8, 16, 2] };
     let (vs, model) = warmed(&spec, 2);
-    let x = Tensor::rand([64, 8], (Kind::Float, tch::Device::Cpu));
+    let x = seeded(&[64, 8], 8, 0.0);
     let y = x.narrow(1, 0, 1).gt(0.5).squeeze_dim(1).to_kind(Kind::Int64);
     let mut opt = nn::Adam::default().build(&vs, 1e-2).unwrap();
     let mut host = HostMatmul::new();
@@ -274,14 +281,14 @@ fn unfold_and_pool_match_libtorch() {
     {
         let g =
             ConvGeom { in_ch: c, in_h: h, in_w: w, out_ch: 1, kernel: k, stride: s, padding: p };
-        let x = Tensor::randn([3, c as i64, h as i64, w as i64], (Kind::Float, tch::Device::Cpu));
+        let x = seeded(&[3, c as i64, h as i64, w as i64], 9, -0.5);
         let (k, s, p) = (k as i64, s as i64, p as i64);
         let want = x.im2col([k, k], [1, 1], [p, p], [s, s]).transpose(1, 2);
         let got = unfold(&x, &g).reshape([3, -1, g.k() as i64]);
         assert!(got.equal(&want), "unfold {g:?}");
     }
     for (h, w) in [(8, 8), (7, 7), (9, 6)] {
-        let y = Tensor::randn([2, 3, h, w], (Kind::Float, tch::Device::Cpu));
+        let y = seeded(&[2, 3, h, w], 10, -0.5);
         assert!(max_pool(&y, 2).equal(&y.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)));
     }
 }
