@@ -31,6 +31,8 @@
 //!   and freezing the weights on bypassed PEs, the per-PE triage.
 //! * [`resilience`]: the eFAT resilience map (rate × retraining amount →
 //!   accuracy) and the least amount per rate under an accuracy floor.
+//! * [`fleetjob`]: the per-chip jobs that fill a resilience map, their
+//!   shards, job files and merge.
 //! * [`link_model`]: the link-time (bandwidth) model of every report.
 //! * [`experiment`]: the jobs of `faultloop eval`, `retrain` and `demo` (device
 //!   evaluation with optional TMR, the fault-rate scan, the demo's chart).
@@ -40,7 +42,8 @@
 //! Modules depend on each other as a DAG: `device → vote, exec, model`;
 //! `eval → model, exec`; `tmr → device, eval`; `mitigate → device, model`;
 //! `checkpoint → mitigate`; `retrain → device, eval, mitigate`;
-//! `experiment → tmr, retrain, eval, plot`.
+//! `experiment → tmr, retrain, eval, plot`; `fleetjob → retrain, eval,
+//! resilience, checkpoint`.
 //!
 //! A layer's int8 matmul on the golden-model DLA equals the host reference
 //! when the device is fault-free (`no_run`: doctest binaries are linked in a
@@ -64,6 +67,7 @@ pub mod error;
 pub mod eval;
 pub mod exec;
 pub mod experiment;
+pub mod fleetjob;
 pub mod link_model;
 pub mod mitigate;
 pub mod model;
