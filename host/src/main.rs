@@ -48,6 +48,9 @@ enum Cmd {
     Eval(cmd::eval::EvalArgs),
     /// Retrain a checkpoint with the (faulty) device in the loop.
     Retrain(cmd::retrain::RetrainArgs),
+    /// Fault rate x retraining amount -> accuracy over random chips, and the
+    /// least amount per rate for an accuracy floor (`merge` combines shards).
+    Resilience(cmd::resilience::ResilienceCmd),
     /// The main job: pretrain or reuse, find a harmful fault rate, retrain on the device, plot.
     Demo(cmd::demo::DemoArgs),
     /// Virtual board: the Verilated UART top behind a pseudo-terminal (prints its path).
@@ -93,6 +96,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Pretrain(a) => cmd::pretrain::run(a),
         Cmd::Eval(a) => cmd::eval::run(a, &open),
         Cmd::Retrain(a) => cmd::retrain::run(a, &open),
+        Cmd::Resilience(c) => cmd::resilience::run(c),
         Cmd::Demo(a) => cmd::demo::run(a, &open),
         Cmd::Board(a) => cmd::board::run(a),
     }

@@ -596,3 +596,27 @@ pub fn merge(inputs: &[PathBuf]) -> Result<ResilienceMap> {
     let (spec, clean, _) = spec.expect("at least one file");
     assemble(&spec, clean, &jobs)
 }
+
+/// Write `map` to `path` (pretty JSON, atomically): the same map gives the
+/// same bytes, sharded or not.
+pub fn write_map(path: &Path, map: &ResilienceMap) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(map)
+        .map_err(|source| Error::Json { path: path.into(), source })?;
+    text.push(b'\n');
+    write_atomic(path, &text)
+}
+
+/// Write a shard file to `path` (atomically).
+pub fn write_shard(path: &Path, shard: &ShardFile) -> Result<()> {
+    let mut text = serde_json::to_vec_pretty(shard)
+        .map_err(|source| Error::Json { path: path.into(), source })?;
+    text.push(b'\n');
+    write_atomic(path, &text)
+}
+
+/// The default work directory of output `out`: `resilience.json` →
+/// `resilience.work` beside it.
+pub fn work_dir_for(out: &Path) -> PathBuf {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    out.with_file_name(format!("{stem}.work"))
+}

@@ -20,6 +20,7 @@ pub mod faults;
 pub mod info;
 pub mod matmul;
 pub mod pretrain;
+pub mod resilience;
 pub mod retrain;
 pub mod serve;
 
