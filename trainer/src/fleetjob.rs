@@ -166,6 +166,15 @@ impl ResilienceSpec {
         (j / self.chips_per_rate.max(1), j % self.chips_per_rate.max(1))
     }
 
+    /// Whether two specs have the same jobs: all but the floor and the
+    /// percentile, which only the least amounts read. A rerun with another
+    /// floor reuses every job file.
+    pub fn same_jobs(&self, o: &ResilienceSpec) -> bool {
+        let strip =
+            |s: &ResilienceSpec| ResilienceSpec { accuracy: 0.0, percentile: 0.0, ..s.clone() };
+        strip(self) == strip(o)
+    }
+
     fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if self.rates.is_empty() || self.amounts.is_empty() || self.chips_per_rate == 0 {
@@ -318,7 +327,7 @@ pub fn run(
         let path = job_path(work, spec, j);
         done.push(if path.is_file() {
             let f: JobFile = read_json(&path)?;
-            if f.format != JOB_FORMAT || f.spec != *spec {
+            if f.format != JOB_FORMAT || !f.spec.same_jobs(spec) {
                 return Err(Error::Config(format!(
                     "{}: a job of another resilience run (different spec); remove the work \
                      directory {} or choose another output",
@@ -538,9 +547,18 @@ pub fn shard_file(spec: &ResilienceSpec, shard: Shard, outcome: &RunOutcome) -> 
     }
 }
 
+/// A floor and percentile for [`merge`] to use instead of the files'.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FloorOverride {
+    pub accuracy: Option<f64>,
+    pub percentile: Option<f64>,
+}
+
 /// Merge shard files, job files, or directories of them (every `*.json`
-/// inside) into the map.
-pub fn merge(inputs: &[PathBuf]) -> Result<ResilienceMap> {
+/// inside) into the map. The files must have the same jobs
+/// ([`ResilienceSpec::same_jobs`]); the floor and percentile are theirs
+/// (they must agree) unless `floor` overrides them.
+pub fn merge(inputs: &[PathBuf], floor: FloorOverride) -> Result<ResilienceMap> {
     let mut files = Vec::new();
     for p in inputs {
         if p.is_dir() {
@@ -582,9 +600,20 @@ pub fn merge(inputs: &[PathBuf]) -> Result<ResilienceMap> {
         match &spec {
             None => spec = Some((s, clean, f.clone())),
             Some((s0, c0, f0)) => {
-                if *s0 != s || *c0 != clean {
+                if !s0.same_jobs(&s) || *c0 != clean {
                     return Err(Error::Merge(format!(
                         "{} and {} belong to different resilience runs",
+                        f0.display(),
+                        f.display()
+                    )));
+                }
+                let differ = |a: f64, b: f64, o: Option<f64>| a != b && o.is_none();
+                if differ(s0.accuracy, s.accuracy, floor.accuracy)
+                    || differ(s0.percentile, s.percentile, floor.percentile)
+                {
+                    return Err(Error::Merge(format!(
+                        "{} and {} have different floors or percentiles; give --accuracy and \
+                         --percentile to merge them under one",
                         f0.display(),
                         f.display()
                     )));
@@ -593,7 +622,10 @@ pub fn merge(inputs: &[PathBuf]) -> Result<ResilienceMap> {
         }
         jobs.append(&mut js);
     }
-    let (spec, clean, _) = spec.expect("at least one file");
+    let (mut spec, clean, _) = spec.expect("at least one file");
+    spec.accuracy = floor.accuracy.unwrap_or(spec.accuracy);
+    spec.percentile = floor.percentile.unwrap_or(spec.percentile);
+    spec.check()?;
     assemble(&spec, clean, &jobs)
 }
 

@@ -131,11 +131,12 @@ fn shards_merged_equal_the_unsharded_map_and_rerun_skips_finished_jobs() {
         fleetjob::write_shard(&p, &fleetjob::shard_file(&s.spec, sh, &out)).unwrap();
         shard_files.push(p);
     }
-    let merged = fleetjob::merge(&shard_files).unwrap();
+    let merged = fleetjob::merge(&shard_files, Default::default()).unwrap();
     fleetjob::write_map(&d.join("merged.json"), &merged).unwrap();
     let bytes = |p: &str| std::fs::read(d.join(p)).unwrap();
     assert_eq!(bytes("merged.json"), bytes("all.json"));
-    let from_dirs = fleetjob::merge(&[d.join("s0.work"), d.join("s1.work")]).unwrap();
+    let from_dirs =
+        fleetjob::merge(&[d.join("s0.work"), d.join("s1.work")], Default::default()).unwrap();
     assert_eq!(from_dirs, map);
 
     // A rerun of a finished shard runs nothing and leaves its files alone.
@@ -157,8 +158,18 @@ fn shards_merged_equal_the_unsharded_map_and_rerun_skips_finished_jobs() {
     };
     assert_eq!(strip(&resumed.jobs), strip(&again.jobs));
 
+    // Another floor reuses every job, and a merge can set it too.
+    let lower = ResilienceSpec { accuracy: s.spec.accuracy - 0.1, ..s.spec.clone() };
+    let data = RunData { train: &s.f.train, test: &s.f.test };
+    let re = fleetjob::run(&lower, &data, None, &d.join("all.work"), &mut |_| {}).unwrap();
+    assert_eq!((re.ran, re.jobs.clone()), (0, all.jobs.clone()));
+    let relaxed = fleetjob::assemble(&lower, re.clean_accuracy, &re.jobs).unwrap();
+    let over = fleetjob::FloorOverride { accuracy: Some(lower.accuracy), percentile: None };
+    assert_eq!(fleetjob::merge(&shard_files, over).unwrap(), relaxed);
+    assert_eq!(relaxed.cells, map.cells);
+
     // A missing shard is refused, naming what is missing.
-    let e = fleetjob::merge(&shard_files[..1]).unwrap_err().to_string();
+    let e = fleetjob::merge(&shard_files[..1], Default::default()).unwrap_err().to_string();
     assert!(e.contains("2 of 4 jobs missing"), "{e}");
     // A work dir of another spec is refused.
     let other = ResilienceSpec { seed: 8, ..s.spec.clone() };

@@ -101,6 +101,13 @@ pub struct MergeArgs {
     /// Output map (resilience.json).
     #[arg(long, short = 'o')]
     pub output: PathBuf,
+    /// The accuracy floor (0-1) instead of the files' (the least amounts
+    /// are recomputed; the samples stay).
+    #[arg(long)]
+    pub accuracy: Option<f64>,
+    /// The percentile (0-100) instead of the files'.
+    #[arg(long)]
+    pub percentile: Option<f64>,
     /// Heatmap of the map (SVG; a .png name gets an .svg beside it instead).
     #[arg(long)]
     pub plot: Option<PathBuf>,
@@ -233,7 +240,8 @@ fn measure(a: ResilienceArgs) -> Result<()> {
 
 fn merge(m: MergeArgs) -> Result<()> {
     let t0 = Instant::now();
-    let map = fleetjob::merge(&m.inputs)?;
+    let floor = fleetjob::FloorOverride { accuracy: m.accuracy, percentile: m.percentile };
+    let map = fleetjob::merge(&m.inputs, floor)?;
     fleetjob::write_map(&m.output, &map)?;
     let plot = m.plot.as_deref().map(|p| write_plot(p, &map)).transpose()?;
     if !m.json {
