@@ -224,7 +224,9 @@ pub fn heatmap(m: &Heatmap<'_>) -> String {
     let (nr, nc) = (m.rows.len().max(1), m.cols.len().max(1));
     let (cw, ch) = (72.0, 34.0);
     let (l, r, t, b) = (80.0, 20.0, 62.0, 55.0);
-    let (w, h) = (l + r + cw * nc as f64, t + b + ch * nr as f64);
+    // Wide enough for the note line too (about 6 px a character).
+    let w = (l + r + cw * nc as f64).max(6.2 * m.note.chars().count() as f64 + 20.0);
+    let h = t + b + ch * nr as f64;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -247,13 +249,12 @@ pub fn heatmap(m: &Heatmap<'_>) -> String {
     for (i, row) in m.values.iter().enumerate() {
         for (j, &v) in row.iter().enumerate() {
             let (x, y) = (l + cw * j as f64, t + ch * i as f64);
-            // Red (0°) at the floor to green (120°) at the top.
-            let fill = if v.is_finite() {
-                format!(
-                    "hsl({:.0},70%,{:.0}%)",
-                    120.0 * ((v - m.floor) / span).clamp(0.0, 1.0),
-                    62.0
-                )
+            // Below the floor red, darker the lower; from the floor up
+            // yellow (60°) to green (120°) at the top.
+            let fill = if v.is_finite() && v < m.floor {
+                format!("hsl(0,70%,{:.0}%)", 40.0 + 30.0 * (v / m.floor.max(1e-9)).clamp(0.0, 1.0))
+            } else if v.is_finite() {
+                format!("hsl({:.0},65%,60%)", 60.0 + 60.0 * ((v - m.floor) / span).clamp(0.0, 1.0))
             } else {
                 "#ccc".into()
             };
