@@ -319,6 +319,15 @@ pub fn run(
     progress: &mut dyn FnMut(JobEvent),
 ) -> Result<RunOutcome> {
     spec.check()?;
+    let per = spec.retrain.samples_per_epoch(data.train.len()) as u64;
+    if per != spec.epoch_samples {
+        return Err(Error::Config(format!(
+            "an epoch of {} sample-steps in the spec, but the retraining draws {per} per epoch \
+             from {} training examples",
+            spec.epoch_samples,
+            data.train.len()
+        )));
+    }
     std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
     let shard = shard.unwrap_or(Shard { index: 0, count: 1 });
     let mine: Vec<usize> = (0..spec.jobs()).filter(|j| j % shard.count == shard.index).collect();
