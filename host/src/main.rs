@@ -50,6 +50,9 @@ enum Cmd {
     Retrain(cmd::retrain::RetrainArgs),
     /// Plan a fleet's retraining: group chips, retrain once per group, verify each chip.
     Fleet(cmd::fleet::FleetArgs),
+    /// Fault rate x retraining amount -> accuracy over random chips, and the
+    /// least amount per rate for an accuracy floor (`merge` combines shards).
+    Resilience(cmd::resilience::ResilienceCmd),
     /// The main job: pretrain or reuse, find a harmful fault rate, retrain on the device, plot.
     Demo(cmd::demo::DemoArgs),
     /// Virtual board: the Verilated UART top behind a pseudo-terminal (prints its path).
@@ -96,6 +99,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Eval(a) => cmd::eval::run(a, &open),
         Cmd::Retrain(a) => cmd::retrain::run(a, &open),
         Cmd::Fleet(a) => cmd::fleet::run(a, &open),
+        Cmd::Resilience(c) => cmd::resilience::run(c),
         Cmd::Demo(a) => cmd::demo::run(a, &open),
         Cmd::Board(a) => cmd::board::run(a),
     }

@@ -84,6 +84,13 @@ impl Bar {
                 self.set(d, format!("epoch {} test {:.2} %", r.epoch, 100.0 * r.test_accuracy));
                 log::info!("epoch {}: {:?}", r.epoch, r);
             }
+            Progress::Mark(m) => {
+                let d = self.done;
+                self.set(
+                    d,
+                    format!("{} samples: test {:.2} %", m.samples, 100.0 * m.test_accuracy),
+                );
+            }
             Progress::Checkpoint { steps_done } => log::info!("checkpoint at step {steps_done}"),
         }
     }

@@ -50,6 +50,18 @@ pub enum Error {
     #[error(transparent)]
     FaultMap(#[from] FaultMapError),
 
+    /// A malformed list option (`--rates`, `--amounts`).
+    #[error("bad {what} `{input}`: {msg}")]
+    List { what: &'static str, input: String, msg: String },
+
+    /// A malformed `--shard i/n`.
+    #[error("bad --shard `{input}`: {msg}")]
+    Shard { input: String, msg: String },
+
+    /// Shard or job files that do not add up to one resilience map.
+    #[error("cannot merge: {0}")]
+    Merge(String),
+
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }

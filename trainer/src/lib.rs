@@ -33,6 +33,8 @@
 //!   accuracy) and the least amount per rate under an accuracy floor.
 //! * [`fleet`]: fleet planning — fused maps, resilience-driven grouping,
 //!   one retraining per group, sharded jobs and their merge.
+//! * [`fleetjob`]: the per-chip jobs that fill a resilience map, their
+//!   shards, job files and merge.
 //! * [`link_model`]: the link-time (bandwidth) model of every report.
 //! * [`experiment`]: the jobs of `faultloop eval`, `retrain` and `demo` (device
 //!   evaluation with optional TMR, the fault-rate scan, the demo's chart).
@@ -43,7 +45,8 @@
 //! `eval → model, exec`; `tmr → device, eval`; `mitigate → device, model`;
 //! `checkpoint → mitigate`; `retrain → device, eval, mitigate`;
 //! `experiment → tmr, retrain, eval, plot`; `fleet → retrain, checkpoint,
-//! eval, resilience, plot`.
+//! eval, resilience, plot`; `fleetjob → retrain, eval, resilience,
+//! checkpoint`.
 //!
 //! A layer's int8 matmul on the golden-model DLA equals the host reference
 //! when the device is fault-free (`no_run`: doctest binaries are linked in a
@@ -68,6 +71,7 @@ pub mod eval;
 pub mod exec;
 pub mod experiment;
 pub mod fleet;
+pub mod fleetjob;
 pub mod link_model;
 pub mod mitigate;
 pub mod model;

@@ -199,6 +199,119 @@ pub fn line_chart(
     s
 }
 
+/// A heatmap: one row per `rows` label (top to bottom), one column per
+/// `cols` label, `values[row][col]` in 0–1 shown as a percentage and
+/// coloured from red (the floor or below) to green (`top` and above);
+/// cells in `outlined` (`(row, col)`) get a thick black border. NaN cells
+/// are grey.
+pub struct Heatmap<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub cols: &'a [String],
+    pub rows: &'a [String],
+    pub values: &'a [Vec<f64>],
+    /// The colour scale's ends (values, 0–1).
+    pub floor: f64,
+    pub top: f64,
+    pub outlined: &'a [(usize, usize)],
+    /// A line under the title (e.g. the floor and percentile).
+    pub note: &'a str,
+}
+
+/// The SVG of a [`Heatmap`].
+pub fn heatmap(m: &Heatmap<'_>) -> String {
+    let (nr, nc) = (m.rows.len().max(1), m.cols.len().max(1));
+    let (cw, ch) = (72.0, 34.0);
+    let (l, r, t, b) = (80.0, 20.0, 62.0, 55.0);
+    // Wide enough for the note line too (about 6 px a character).
+    let w = (l + r + cw * nc as f64).max(6.2 * m.note.chars().count() as f64 + 20.0);
+    let h = t + b + ch * nr as f64;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
+        w / 2.0,
+        esc(m.title)
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{}" y="42" text-anchor="middle" fill="#555">{}</text>"##,
+        w / 2.0,
+        esc(m.note)
+    );
+    let span = (m.top - m.floor).max(1e-9);
+    for (i, row) in m.values.iter().enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            let (x, y) = (l + cw * j as f64, t + ch * i as f64);
+            // Below the floor red, darker the lower; from the floor up
+            // yellow (60°) to green (120°) at the top.
+            let fill = if v.is_finite() && v < m.floor {
+                format!("hsl(0,70%,{:.0}%)", 40.0 + 30.0 * (v / m.floor.max(1e-9)).clamp(0.0, 1.0))
+            } else if v.is_finite() {
+                format!("hsl({:.0},65%,60%)", 60.0 + 60.0 * ((v - m.floor) / span).clamp(0.0, 1.0))
+            } else {
+                "#ccc".into()
+            };
+            let _ = writeln!(
+                s,
+                r##"<rect x="{x:.1}" y="{y:.1}" width="{cw}" height="{ch}" fill="{fill}" stroke="#fff"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+                x + cw / 2.0,
+                y + ch / 2.0 + 4.0,
+                if v.is_finite() { format!("{:.1}", 100.0 * v) } else { "–".into() }
+            );
+        }
+    }
+    for &(i, j) in m.outlined {
+        let _ = writeln!(
+            s,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="#000" stroke-width="3"/>"##,
+            l + cw * j as f64 + 1.5,
+            t + ch * i as f64 + 1.5,
+            cw - 3.0,
+            ch - 3.0
+        );
+    }
+    for (j, c) in m.cols.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            l + cw * (j as f64 + 0.5),
+            t + ch * nr as f64 + 17.0,
+            esc(c)
+        );
+    }
+    for (i, rw) in m.rows.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            l - 6.0,
+            t + ch * (i as f64 + 0.5) + 4.0,
+            esc(rw)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+        l + cw * nc as f64 / 2.0,
+        h - 12.0,
+        esc(m.x_label)
+    );
+    let mid = t + ch * nr as f64 / 2.0;
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="{mid:.1}" text-anchor="middle" transform="rotate(-90 16 {mid:.1})">{}</text>"#,
+        esc(m.y_label)
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,5 +340,29 @@ mod tests {
         assert!(!svg.contains("NaN"));
         // Empty input does not panic.
         let _ = line_chart("", "", "", &[], false);
+    }
+
+    #[test]
+    fn heatmap_has_every_cell_and_the_outlines() {
+        let cols = vec!["0".to_string(), "1".into(), "2".into()];
+        let rows = vec!["1 %".to_string(), "5 %".into()];
+        let values = vec![vec![0.5, 0.8, 0.9], vec![0.2, f64::NAN, 0.85]];
+        let svg = heatmap(&Heatmap {
+            title: "map <x>",
+            x_label: "epochs",
+            y_label: "rate",
+            cols: &cols,
+            rows: &rows,
+            values: &values,
+            floor: 0.5,
+            top: 0.9,
+            outlined: &[(0, 1), (1, 2)],
+            note: "floor",
+        });
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("hsl(").count(), 5);
+        assert_eq!(svg.matches(r#"stroke-width="3""#).count(), 2);
+        assert!(svg.contains(">85.0<") && svg.contains("map &lt;x&gt;"));
+        assert!(!svg.contains("NaN"));
     }
 }

@@ -119,6 +119,63 @@ impl ResilienceMap {
     }
 }
 
+impl ResilienceMap {
+    /// The heatmap (SVG): rates down, amounts (in epochs) across, each cell
+    /// the percentile accuracy, the least amount per rate outlined.
+    pub fn heatmap_svg(&self) -> String {
+        let cols: Vec<String> = self
+            .amounts
+            .iter()
+            .map(|&a| {
+                format!(
+                    "{}",
+                    (a as f64 / self.epoch_samples.max(1) as f64 * 1000.0).round() / 1000.0
+                )
+            })
+            .collect();
+        let rows: Vec<String> = self.rates.iter().map(|r| format!("{} %", 100.0 * r)).collect();
+        let values: Vec<Vec<f64>> = self
+            .rates
+            .iter()
+            .map(|&r| {
+                self.amounts
+                    .iter()
+                    .map(|&a| {
+                        self.cell(r, a)
+                            .map_or(f64::NAN, |c| percentile(&c.samples, self.percentile))
+                    })
+                    .collect()
+            })
+            .collect();
+        let outlined: Vec<(usize, usize)> = self
+            .least
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                l.amount.and_then(|a| self.amounts.iter().position(|&x| x == a)).map(|j| (i, j))
+            })
+            .collect();
+        let chips = self.cells.first().map_or(0, |c| c.samples.len());
+        crate::plot::heatmap(&crate::plot::Heatmap {
+            title: &format!("Resilience map on {} ({}, {chips} chips per rate)", self.device, self.mitigation),
+            x_label: &format!("retraining (epochs of {} samples)", self.epoch_samples),
+            y_label: "fault rate",
+            cols: &cols,
+            rows: &rows,
+            values: &values,
+            floor: self.accuracy,
+            top: self.clean_accuracy.max(self.accuracy + 1e-3),
+            outlined: &outlined,
+            note: &format!(
+                "accuracy (%) at the {}th percentile; outlined: least amount for the floor {:.1} % (clean {:.1} %)",
+                self.percentile,
+                100.0 * self.accuracy,
+                100.0 * self.clean_accuracy
+            ),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

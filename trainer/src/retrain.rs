@@ -186,6 +186,12 @@ pub struct RetrainConfig {
     /// `auto`: bypass a PE whose fault costs more mean cross-entropy than this.
     #[serde(default = "default_triage_tolerance")]
     pub triage_tolerance: f64,
+    /// Sample-steps (training samples processed since the start) after
+    /// which the test subset is evaluated as well, ascending: one run then
+    /// yields the accuracy after every amount (`faultloop resilience`).
+    /// A mark at an epoch's end reuses that epoch's evaluation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eval_marks: Vec<u64>,
 }
 
 fn default_triage_tolerance() -> f64 {
@@ -219,6 +225,7 @@ impl Default for RetrainConfig {
             triage_epochs: default_triage_epochs(),
             triage_samples: default_triage_samples(),
             triage_tolerance: default_triage_tolerance(),
+            eval_marks: Vec::new(),
         }
     }
 }
@@ -242,6 +249,22 @@ impl RetrainConfig {
 
     pub fn steps_per_epoch(&self, train_len: usize) -> usize {
         self.samples_per_epoch(train_len).div_ceil(self.batch_size.max(1))
+    }
+
+    /// Training samples processed after `steps` global steps.
+    pub fn samples_after(&self, train_len: usize, steps: usize) -> u64 {
+        let (spe, samples) = (self.steps_per_epoch(train_len), self.samples_per_epoch(train_len));
+        let (full, rest) = (steps / spe.max(1), steps % spe.max(1));
+        (full * samples + (rest * self.batch_size).min(samples)) as u64
+    }
+
+    /// The fewest global steps after which at least `samples` training
+    /// samples have been processed.
+    pub fn steps_for_samples(&self, train_len: usize, samples: u64) -> usize {
+        let (spe, per) = (self.steps_per_epoch(train_len), self.samples_per_epoch(train_len));
+        let per = per.max(1) as u64;
+        let (full, rest) = ((samples / per) as usize, samples % per);
+        full * spe + (rest as usize).div_ceil(self.batch_size.max(1))
     }
 
     /// `auto`: the number of steps done when the triage runs (before the
@@ -306,6 +329,16 @@ struct EpochAcc {
     seconds: f64,
 }
 
+/// The test accuracy at one of [`RetrainConfig::eval_marks`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MarkEval {
+    /// The mark (sample-steps).
+    pub samples: u64,
+    /// Global steps done when it was evaluated (the first step reaching it).
+    pub steps: usize,
+    pub test_accuracy: f64,
+}
+
 /// Totals carried across a resume.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Totals {
@@ -359,6 +392,9 @@ struct State {
     /// `auto`: the triage, once it ran.
     #[serde(default)]
     triage: Option<Triage>,
+    /// The evaluations at `config.eval_marks` so far.
+    #[serde(default)]
+    marks: Vec<MarkEval>,
 }
 
 /// What a retraining run did.
@@ -391,6 +427,8 @@ pub struct RetrainReport {
     pub pruned_weights: usize,
     /// `auto`: the per-PE measurements and decisions.
     pub triage: Option<Triage>,
+    /// The accuracy at each of `config.eval_marks` reached.
+    pub marks: Vec<MarkEval>,
 }
 
 impl RetrainReport {
@@ -422,6 +460,7 @@ pub enum Progress<'a> {
     Step { epoch: usize, step: usize, loss: f64 },
     Eval { what: &'static str },
     Epoch(&'a RetrainEpoch),
+    Mark(&'a MarkEval),
     Checkpoint { steps_done: usize },
 }
 
@@ -536,6 +575,12 @@ pub fn retrain_with(
     if train.is_empty() {
         return Err(Error::Config("empty training set".into()));
     }
+    if cfg.eval_marks.windows(2).any(|w| w[0] >= w[1]) || cfg.eval_marks.first() == Some(&0) {
+        return Err(Error::Config(format!(
+            "evaluation marks {:?} must be > 0 and strictly ascending (0 is the accuracy before)",
+            cfg.eval_marks
+        )));
+    }
     if cfg.update_budget.is_some() && cfg.compress == Compress::Dense {
         return Err(Error::Config("an update budget needs sparse updates, not dense".into()));
     }
@@ -634,6 +679,7 @@ pub fn retrain_with(
                 held: Vec::new(),
                 bypass,
                 triage: None,
+                marks: Vec::new(),
             }
         }
     };
@@ -715,6 +761,23 @@ pub fn retrain_with(
             st.totals.steps += 1;
             run_steps += 1;
             progress(Progress::Step { epoch: epoch + 1, step: st.step_in_epoch, loss: loss_v });
+            // Marks this step reached: one evaluation for all of them.
+            let done = cfg.samples_after(train.len(), st.totals.steps);
+            let next = st.marks.len();
+            let reached = cfg.eval_marks[next.min(cfg.eval_marks.len())..]
+                .iter()
+                .take_while(|&&m| m <= done)
+                .count();
+            if reached > 0 {
+                progress(Progress::Eval { what: "mark" });
+                let t = Instant::now();
+                let test_accuracy = eval::accuracy(model, test, cfg.eval_batch, exec, |_| {})?;
+                st.totals.eval_seconds += t.elapsed().as_secs_f64();
+                for &samples in &cfg.eval_marks[next..next + reached] {
+                    st.marks.push(MarkEval { samples, steps: st.totals.steps, test_accuracy });
+                    progress(Progress::Mark(st.marks.last().expect("pushed")));
+                }
+            }
             if cfg.checkpoint_every > 0
                 && st.totals.steps % cfg.checkpoint_every == 0
                 && st.step_in_epoch < steps_per_epoch
@@ -726,7 +789,12 @@ pub fn retrain_with(
         }
         progress(Progress::Eval { what: "epoch" });
         let t1 = Instant::now();
-        let test_acc = eval::accuracy(model, test, cfg.eval_batch, exec, |_| {})?;
+        // The same weights on the same device give the same accuracy: a
+        // mark at this step already measured it.
+        let test_acc = match st.marks.last() {
+            Some(m) if m.steps == st.totals.steps => m.test_accuracy,
+            _ => eval::accuracy(model, test, cfg.eval_batch, exec, |_| {})?,
+        };
         let eval_seconds = t1.elapsed().as_secs_f64();
         st.totals.eval_seconds += eval_seconds;
         let a = std::mem::take(&mut st.acc);
@@ -774,6 +842,7 @@ pub fn retrain_with(
         bypass: st.bypass,
         pruned_weights: freeze.pruned(),
         triage: st.triage,
+        marks: st.marks,
     })
 }
 

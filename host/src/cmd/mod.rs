@@ -21,6 +21,7 @@ pub mod fleet;
 pub mod info;
 pub mod matmul;
 pub mod pretrain;
+pub mod resilience;
 pub mod retrain;
 pub mod serve;
 
