@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use faultloop_tests::{run_json, write_synthetic_split};
+use faultloop_tests::{run_json, tiny_pretrained};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_faultloop");
@@ -37,25 +37,8 @@ fn random_map(path: &Path, rate: &str, seed: &str) {
 fn fleet_plans_shards_and_merges() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    write_synthetic_split(d, "train", 300, 1);
-    write_synthetic_split(d, "t10k", 60, 2);
-    let data = d.to_str().unwrap();
-    let ck = d.join("m.ckpt");
-    let ck = ck.to_str().unwrap();
-    faultloop(&[
-        "pretrain",
-        "--data-dir",
-        data,
-        "--epochs",
-        "2",
-        "--lr",
-        "1e-2",
-        "--seed",
-        "3",
-        "-o",
-        ck,
-        "--json",
-    ]);
+    let (data, ck) = tiny_pretrained(env!("CARGO_BIN_EXE_faultloop"), d);
+    let (data, ck) = (data.as_str(), ck.as_str());
     let chips = d.join("chips");
     std::fs::create_dir(&chips).unwrap();
     for (i, rate) in ["0.0625", "0.125", "0.0625", "0.125"].iter().enumerate() {

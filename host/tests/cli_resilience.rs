@@ -3,7 +3,7 @@
 //! into the same bytes, a rerun that skips finished jobs, and bad input.
 use std::process::Command;
 
-use faultloop_tests::{run_json, write_synthetic_split};
+use faultloop_tests::{run_json, tiny_pretrained};
 use serde_json::Value;
 
 fn faultloop(args: &[&str]) -> Value {
@@ -14,27 +14,8 @@ fn faultloop(args: &[&str]) -> Value {
 fn resilience_shards_merge_to_the_unsharded_map() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    write_synthetic_split(d, "train", 300, 1);
-    write_synthetic_split(d, "t10k", 60, 2);
-    let data = d.to_str().unwrap();
-    let ck = d.join("m.ckpt");
-    let ck = ck.to_str().unwrap();
-    faultloop(&[
-        "pretrain",
-        "--data-dir",
-        data,
-        "--model",
-        "mlp",
-        "--epochs",
-        "2",
-        "--lr",
-        "1e-2",
-        "--seed",
-        "3",
-        "-o",
-        ck,
-        "--json",
-    ]);
+    let (data, ck) = tiny_pretrained(env!("CARGO_BIN_EXE_faultloop"), d);
+    let (data, ck) = (data.as_str(), ck.as_str());
     let path = |n: &str| d.join(n).to_str().unwrap().to_string();
     let (all, s0, s1, merged, plot) =
         (path("all.json"), path("s0.json"), path("s1.json"), path("merged.json"), path("map.png"));

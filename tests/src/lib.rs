@@ -119,6 +119,19 @@ pub fn random_masks(rng: &mut Rng, width: u32, max_bits: u64) -> (u32, u32) {
     (sa0 & !sa1, sa1)
 }
 
+/// The small job inputs the fleet-scale CLI tests share: a synthetic
+/// 300/60-image data set in `dir` and an MLP pretrained on it by `bin`
+/// (2 epochs, lr 1e-2, seed 3) at `dir/m.ckpt`. Returns (data dir, checkpoint).
+pub fn tiny_pretrained(bin: &str, dir: &std::path::Path) -> (String, String) {
+    write_synthetic_split(dir, "train", 300, 1);
+    write_synthetic_split(dir, "t10k", 60, 2);
+    let data = dir.to_str().unwrap().to_string();
+    let ck = dir.join("m.ckpt").to_str().unwrap().to_string();
+    let args = ["pretrain", "--data-dir", &data, "--model", "mlp", "--epochs", "2"];
+    run_json(bin, &[&args[..], &["--lr", "1e-2", "--seed", "3", "-o", &ck, "--json"]].concat());
+    (data, ck)
+}
+
 /// An MNIST-layout idx file (unsigned bytes) with the given dims.
 pub fn idx_bytes(dims: &[usize], data: &[u8]) -> Vec<u8> {
     let mut v = vec![0, 0, 0x08, dims.len() as u8];
@@ -333,7 +346,7 @@ pub fn judge_map(
         for _ in 0..repeats {
             runs.push(chip.matmul(lc.base as u32, m, k, n, rot, &a).map_err(|x| e(&x))?);
         }
-        let got = majority_i32(&runs);
+        let got = faultloop_characterize::bist::majority(&runs);
         if let Some(j) = (0..want.len()).find(|&j| want[j] != got[j]) {
             return Err(format!(
                 "workload {i} ({m}x{k}x{n}, rotation {rot:?}, {} bypassed): output [{}][{}] \
@@ -347,20 +360,4 @@ pub fn judge_map(
         }
     }
     Ok(())
-}
-
-/// Per-bit majority of equally long runs.
-pub fn majority_i32(runs: &[Vec<i32>]) -> Vec<i32> {
-    (0..runs[0].len())
-        .map(|i| {
-            (0..32).fold(0u32, |v, bit| {
-                let ones = runs.iter().filter(|r| (r[i] as u32 >> bit) & 1 == 1).count();
-                if 2 * ones > runs.len() {
-                    v | 1 << bit
-                } else {
-                    v
-                }
-            }) as i32
-        })
-        .collect()
 }

@@ -42,6 +42,8 @@ use crate::data::Dataset;
 use crate::device::DeviceMatmul;
 use crate::error::Error;
 use crate::eval;
+use crate::fleetjob::write_atomic;
+pub use crate::fleetjob::Shard;
 use crate::mitigate::{faulty_pes, Mitigation, MitigationRecord};
 use crate::plot::{line_chart, Series};
 use crate::resilience::ResilienceMap;
@@ -56,8 +58,6 @@ pub enum FleetError {
     ChipMap { path: PathBuf, msg: String },
     #[error("{}: {msg}", path.display())]
     Plan { path: PathBuf, msg: String },
-    #[error("shard `{0}`: expected I/N with 0 <= I < N")]
-    Shard(String),
     #[error(transparent)]
     Trainer(#[from] Error),
 }
@@ -285,36 +285,6 @@ pub fn plan(chips: &[Chip], res: &ResilienceMap, floor: f64) -> Grouping {
     Grouping { floor, chips: chips_out, groups: group(chips, &res) }
 }
 
-/// `--shard I/N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl Shard {
-    pub const ALL: Shard = Shard { index: 0, count: 1 };
-
-    /// Whether job `k` is this shard's.
-    pub fn owns(self, k: usize) -> bool {
-        k % self.count == self.index
-    }
-}
-
-impl std::str::FromStr for Shard {
-    type Err = FleetError;
-    fn from_str(s: &str) -> Result<Shard> {
-        let bad = || FleetError::Shard(s.to_string());
-        let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let (index, count): (usize, usize) =
-            (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
-        if count == 0 || index >= count {
-            return Err(bad());
-        }
-        Ok(Shard { index, count })
-    }
-}
-
 /// What the jobs share: the pretrained checkpoint, the device, the data and
 /// the retraining settings (`epochs` and `train_samples` set per amount).
 pub struct JobContext<'a> {
@@ -387,18 +357,6 @@ fn same_key(stored: &serde_json::Value, want: &serde_json::Value) -> bool {
 
 fn job_path(plan_dir: &Path, id: &str) -> PathBuf {
     plan_dir.join("jobs").join(format!("{id}.json"))
-}
-
-/// Write `bytes` to `path` atomically: a temporary sibling, then rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e: std::io::Error| FleetError::Trainer(Error::Io { path: path.into(), source: e });
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(io)?;
-    }
-    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
 }
 
 fn to_json<T: Serialize>(path: &Path, v: &T) -> Result<Vec<u8>> {

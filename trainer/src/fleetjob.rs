@@ -99,11 +99,22 @@ pub fn parse_rates(s: &str) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-/// `--shard i/n`: this run does the jobs whose number is `i` mod `n`.
+/// `--shard i/n`: this run does the jobs whose number is `i` mod `n` (the
+/// resilience map's chips here, the fleet's groups in [`crate::fleet`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
     pub index: usize,
     pub count: usize,
+}
+
+impl Shard {
+    /// Every job: an unsharded run.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// Whether job `k` is this shard's.
+    pub fn owns(self, k: usize) -> bool {
+        k % self.count == self.index
+    }
 }
 
 impl std::str::FromStr for Shard {
@@ -293,8 +304,12 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_slice(&text).map_err(|source| Error::Json { path: path.into(), source })
 }
 
-/// Write `text` to `path` atomically: a temp file beside it, then a rename.
+/// Write `text` to `path` atomically: a temp file beside it, then a rename
+/// (its directory is made if missing).
 pub fn write_atomic(path: &Path, text: &[u8]) -> Result<()> {
+    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
     let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
@@ -329,8 +344,8 @@ pub fn run(
         )));
     }
     std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
-    let shard = shard.unwrap_or(Shard { index: 0, count: 1 });
-    let mine: Vec<usize> = (0..spec.jobs()).filter(|j| j % shard.count == shard.index).collect();
+    let shard = shard.unwrap_or(Shard::ALL);
+    let mine: Vec<usize> = (0..spec.jobs()).filter(|&j| shard.owns(j)).collect();
     let mut done: Vec<Option<(f64, JobResult)>> = Vec::with_capacity(mine.len());
     for &j in &mine {
         let path = job_path(work, spec, j);

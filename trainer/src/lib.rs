@@ -45,7 +45,7 @@
 //! `eval → model, exec`; `tmr → device, eval`; `mitigate → device, model`;
 //! `checkpoint → mitigate`; `retrain → device, eval, mitigate`;
 //! `experiment → tmr, retrain, eval, plot`; `fleet → retrain, checkpoint,
-//! eval, resilience, plot`; `fleetjob → retrain, eval, resilience,
+//! eval, resilience, plot, fleetjob`; `fleetjob → retrain, eval, resilience,
 //! checkpoint`.
 //!
 //! A layer's int8 matmul on the golden-model DLA equals the host reference

@@ -88,18 +88,7 @@ pub fn line_chart(
     let xstep = tick_step(x1 - x0, 8.0).max(if x1 - x0 >= 1.0 { 1.0 } else { 0.0 });
     let px = |x: f64| l + (x - x0) / (x1 - x0) * (w - l - r);
     let py = |y: f64| t + (y1 - y) / (y1 - y0) * (h - t - b);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
-        w / 2.0,
-        esc(title)
-    );
+    let mut s = svg_start(w, h, title);
     // Grid and ticks.
     let mut y = y0;
     while y <= y1 + ystep * 1e-6 {
@@ -219,14 +208,9 @@ pub struct Heatmap<'a> {
     pub note: &'a str,
 }
 
-/// The SVG of a [`Heatmap`].
-pub fn heatmap(m: &Heatmap<'_>) -> String {
-    let (nr, nc) = (m.rows.len().max(1), m.cols.len().max(1));
-    let (cw, ch) = (72.0, 34.0);
-    let (l, r, t, b) = (80.0, 20.0, 62.0, 55.0);
-    // Wide enough for the note line too (about 6 px a character).
-    let w = (l + r + cw * nc as f64).max(6.2 * m.note.chars().count() as f64 + 20.0);
-    let h = t + b + ch * nr as f64;
+/// An SVG document of `w`×`h` on white with `title` centred on top: the
+/// opening every chart here shares (the caller closes it with `</svg>`).
+fn svg_start(w: f64, h: f64, title: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -237,8 +221,20 @@ pub fn heatmap(m: &Heatmap<'_>) -> String {
         s,
         r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
         w / 2.0,
-        esc(m.title)
+        esc(title)
     );
+    s
+}
+
+/// The SVG of a [`Heatmap`].
+pub fn heatmap(m: &Heatmap<'_>) -> String {
+    let (nr, nc) = (m.rows.len().max(1), m.cols.len().max(1));
+    let (cw, ch) = (72.0, 34.0);
+    let (l, r, t, b) = (80.0, 20.0, 62.0, 55.0);
+    // Wide enough for the note line too (about 6 px a character).
+    let w = (l + r + cw * nc as f64).max(6.2 * m.note.chars().count() as f64 + 20.0);
+    let h = t + b + ch * nr as f64;
+    let mut s = svg_start(w, h, m.title);
     let _ = writeln!(
         s,
         r##"<text x="{}" y="42" text-anchor="middle" fill="#555">{}</text>"##,

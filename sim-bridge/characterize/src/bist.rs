@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use faultloop_device::client::{ApplyError, Device, DeviceError};
+use faultloop_device::client::{matmul_rows_per_frame, ApplyError, Device, DeviceError};
 use faultloop_model::ModelLink;
 use faultloop_proto::faultmap::{Fault, FaultMap};
 use faultloop_proto::{Info, Rng, Site, FEATURE_BYPASS, FEATURE_ROTATION, FEATURE_SEU};
@@ -277,8 +277,7 @@ impl Bist<'_, '_> {
 /// MATMUL frames the client sends for one M×K×N product (it splits M to
 /// fit the device's buffer and accumulators).
 fn matmul_frames(info: &Info, m: usize, k: usize, n: usize) -> u64 {
-    let per = (info.buf_bytes.saturating_sub(14) / k).min(info.acc_words / n).max(1);
-    m.div_ceil(per) as u64
+    m.div_ceil(matmul_rows_per_frame(info, k, n).max(1)) as u64
 }
 
 /// Per-bit majority of equally long runs (the first run when there is one).

@@ -209,6 +209,16 @@ impl fmt::Debug for Device {
     }
 }
 
+/// Rows of activations [`Device::matmul`] puts in one MATMUL frame for a
+/// K×N product on a device with `info`: as many as fit its receive buffer
+/// (14 + rows·K bytes) and its accumulators (rows·N words); 0 if one row
+/// does not fit.
+pub fn matmul_rows_per_frame(info: &Info, k: usize, n: usize) -> usize {
+    let by_buf = info.buf_bytes.saturating_sub(MATMUL_HEADER_LEN) / k.max(1);
+    let by_acc = info.acc_words / n.max(1);
+    by_buf.min(by_acc).min(u16::MAX as usize)
+}
+
 /// Time for one 8N1 byte (10 bits) at `baud`, with 50 % margin: a slow
 /// port's large replies must not time out (the default per-byte allowance
 /// assumes about 100 kbaud).
@@ -577,9 +587,7 @@ impl Device {
             self.request(&req)?;
             return Ok(Vec::new());
         }
-        let by_buf = info.buf_bytes.saturating_sub(MATMUL_HEADER_LEN) / k;
-        let by_acc = info.acc_words / n;
-        let mc_max = by_buf.min(by_acc).min(u16::MAX as usize);
+        let mc_max = matmul_rows_per_frame(&info, k, n);
         if mc_max == 0 {
             return Err(self.invalid(
                 op,
