@@ -38,13 +38,18 @@
 //! * [`link_model`]: the link-time (bandwidth) model of every report.
 //! * [`experiment`]: the jobs of `faultloop eval`, `retrain` and `demo` (device
 //!   evaluation with optional TMR, the fault-rate scan, the demo's chart).
+//! * [`scenario`]: the demo's two scenarios — a chip with permanent faults
+//!   (every mitigation measured, the cheapest that reaches the floor
+//!   deployed) and a chip with soft errors (TMR and retraining over SEU
+//!   seeds).
 //! * [`plot`]: a hand-written SVG line chart (accuracy per epoch).
 //! * [`error`]: [`Error`], the executor's [`ExecutorError`] and [`ShapeError`].
 //!
 //! Modules depend on each other as a DAG: `device → vote, exec, model`;
 //! `eval → model, exec`; `tmr → device, eval`; `mitigate → device, model`;
 //! `checkpoint → mitigate`; `retrain → device, eval, mitigate`;
-//! `experiment → tmr, retrain, eval, plot`; `fleet → retrain, checkpoint,
+//! `experiment → tmr, retrain, eval, plot`; `scenario → tmr, retrain,
+//! mitigate, checkpoint, eval`; `fleet → retrain, checkpoint,
 //! eval, resilience, plot, fleetjob`; `fleetjob → retrain, eval, resilience,
 //! checkpoint`.
 //!
@@ -80,6 +85,7 @@ pub mod quant;
 pub mod reference;
 pub mod resilience;
 pub mod retrain;
+pub mod scenario;
 pub mod tmr;
 pub mod train;
 pub mod vote;

@@ -17,14 +17,25 @@
 //!   rotations on the device with the layer's real weights and random
 //!   non-negative activations (what follows a ReLU or an image), keeps the
 //!   cleanest, and picks the triple whose vote is wrong on the fewest outputs.
-//! * Vulnerability analysis: the accuracy with only layer `i` on the faulty
-//!   device (every other layer on the host's integer reference, which equals
-//!   a fault-free device); `loss_i = clean - that`.
+//! * Vulnerability analysis, two measurements per layer under the chip's
+//!   actual faults and error rate: the accuracy with only layer `i` on the
+//!   faulty device (every other layer on the host's integer reference, which
+//!   equals a fault-free device), `loss_i = clean - that`; and the accuracy
+//!   with every layer on the faulty device and only layer `i` under TMR,
+//!   `recovery_i = that - faulty`. The stand-alone loss says how much a
+//!   layer suffers; it does not say what protecting it wins back (an act
+//!   fault survives the vote, a layer's errors may be masked downstream), so
+//!   the selection ranks by measured recovery.
 //! * Selection: cost of protecting layer `i` = 2 × its MACs (two extra runs),
 //!   as a percentage of the model's MACs per inference. Among all subsets of
 //!   layers whose cost fits the budget (exhaustive up to 16 layers, greedy by
-//!   loss per MAC beyond), pick the one with the largest summed loss
-//!   (vulnerability), i.e. the most accuracy bought; ties go to the cheaper set.
+//!   recovery per MAC beyond), pick the one with the largest summed recovery,
+//!   i.e. the most accuracy bought; ties go to the cheaper set. Summing
+//!   per-layer recoveries assumes they add; the budget table then measures
+//!   each chosen set for real.
+//! * Transient flips (SEU): each of the three runs draws its own flips, so
+//!   the vote removes them whatever the rotations; with no stuck-at fault on
+//!   the chip the rotations are left at their defaults (no calibration).
 //! * [`protect`] does analysis and selection for one budget and puts the
 //!   chosen layers under TMR ([`Protection`] says what it chose and why).
 //! * [`budget_table`] measures the real accuracy of each budget's choice.
@@ -156,6 +167,14 @@ pub struct LayerVulnerability {
     pub accuracy_alone_faulty: f64,
     /// `clean - accuracy_alone_faulty`.
     pub loss: f64,
+    /// Accuracy with every layer on the faulty device and only this one
+    /// under TMR.
+    #[serde(default)]
+    pub accuracy_alone_tmr: f64,
+    /// `accuracy_alone_tmr - faulty_accuracy`: what protecting this layer
+    /// alone wins back (the selection's gain).
+    #[serde(default)]
+    pub recovery: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,51 +197,66 @@ impl Vulnerability {
 
     /// Extra MACs (% of one unprotected inference) of protecting `set`.
     pub fn cost_pct(&self, set: &[usize]) -> f64 {
-        let total = self.total_macs_per_sample().max(1) as f64;
-        set.iter().map(|&i| 2.0 * self.layers[i].macs_per_sample as f64).sum::<f64>() / total
-            * 100.0
+        let macs: Vec<u64> = self.layers.iter().map(|l| l.macs_per_sample).collect();
+        cost_pct_of(&macs, set)
     }
 
-    /// The layers (indices into `layers`) to protect under `budget_pct`.
+    /// The layers (indices into `layers`) to protect under `budget_pct`:
+    /// the largest summed measured recovery that fits (see the module docs).
     pub fn select(&self, budget_pct: f64) -> Vec<usize> {
-        let n = self.layers.len();
-        let gain = |set: &[usize]| set.iter().map(|&i| self.layers[i].loss.max(0.0)).sum::<f64>();
-        let fits = |set: &[usize]| self.cost_pct(set) <= budget_pct + 1e-9;
-        if n <= 16 {
-            let mut best: Vec<usize> = Vec::new();
-            for mask in 1u32..(1 << n) {
-                let set: Vec<usize> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
-                if !fits(&set) {
-                    continue;
-                }
-                let (g, bg) = (gain(&set), gain(&best));
-                if g > bg + 1e-12
-                    || ((g - bg).abs() <= 1e-12 && self.cost_pct(&set) < self.cost_pct(&best))
-                {
-                    best = set;
-                }
+        let gains: Vec<f64> = self.layers.iter().map(|l| l.recovery).collect();
+        let macs: Vec<u64> = self.layers.iter().map(|l| l.macs_per_sample).collect();
+        select_layers(&gains, &macs, budget_pct)
+    }
+}
+
+/// Extra MACs (% of one unprotected inference) of protecting `set`.
+fn cost_pct_of(macs: &[u64], set: &[usize]) -> f64 {
+    let total = macs.iter().sum::<u64>().max(1) as f64;
+    set.iter().map(|&i| 2.0 * macs[i] as f64).sum::<f64>() / total * 100.0
+}
+
+/// The subset of layers with the largest summed `gains` whose TMR cost
+/// (2 × `macs` each) fits `budget_pct`; only layers with a positive gain.
+/// Exhaustive up to 16 layers (ties: the cheaper set), greedy by gain per
+/// MAC beyond.
+pub fn select_layers(gains: &[f64], macs: &[u64], budget_pct: f64) -> Vec<usize> {
+    let n = gains.len();
+    let gain = |set: &[usize]| set.iter().map(|&i| gains[i].max(0.0)).sum::<f64>();
+    let fits = |set: &[usize]| cost_pct_of(macs, set) <= budget_pct + 1e-9;
+    if n <= 16 {
+        let mut best: Vec<usize> = Vec::new();
+        for mask in 1u32..(1 << n) {
+            let set: Vec<usize> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
+            if !fits(&set) {
+                continue;
             }
-            // Only layers that buy something.
-            best.retain(|&i| self.layers[i].loss > 0.0);
-            best
-        } else {
-            let mut order: Vec<usize> = (0..n).collect();
-            let per_mac =
-                |i: usize| self.layers[i].loss / self.layers[i].macs_per_sample.max(1) as f64;
-            order.sort_by(|&a, &b| per_mac(b).total_cmp(&per_mac(a)));
-            let mut set = Vec::new();
-            for i in order {
-                if self.layers[i].loss <= 0.0 {
-                    continue;
-                }
-                set.push(i);
-                if !fits(&set) {
-                    set.pop();
-                }
+            let (g, bg) = (gain(&set), gain(&best));
+            if g > bg + 1e-12
+                || ((g - bg).abs() <= 1e-12 && cost_pct_of(macs, &set) < cost_pct_of(macs, &best))
+            {
+                best = set;
             }
-            set.sort_unstable();
-            set
         }
+        // Only layers that buy something.
+        best.retain(|&i| gains[i] > 0.0);
+        best
+    } else {
+        let mut order: Vec<usize> = (0..n).collect();
+        let per_mac = |i: usize| gains[i] / macs[i].max(1) as f64;
+        order.sort_by(|&a, &b| per_mac(b).total_cmp(&per_mac(a)));
+        let mut set = Vec::new();
+        for i in order {
+            if gains[i] <= 0.0 {
+                continue;
+            }
+            set.push(i);
+            if !fits(&set) {
+                set.pop();
+            }
+        }
+        set.sort_unstable();
+        set
     }
 }
 
@@ -232,10 +266,13 @@ fn set_modes(exec: &mut DeviceMatmul, layers: usize, f: impl Fn(usize) -> LayerM
     }
 }
 
-/// Per-layer vulnerability of `model` on `exec`'s (faulty) device over `data`,
-/// and the calibrated TMR rotations of every layer (installed on `exec`).
-/// The model's weights must be installed on `exec` (`Model::sync_weights`).
-/// Leaves every layer in [`LayerMode::Device`].
+/// Per-layer vulnerability and TMR recovery of `model` on `exec`'s (faulty)
+/// device over `data`, and the calibrated TMR rotations of every layer
+/// (installed on `exec`; left at the defaults when the chip has no stuck-at
+/// fault, see the module docs). The model's weights must be installed on
+/// `exec` (`Model::sync_weights`). Under SEU each measurement sees its own
+/// flips (the pass counter runs on), as a deployed chip would. Leaves every
+/// layer in [`LayerMode::Device`].
 pub fn analyze(
     model: &Model,
     data: &Dataset,
@@ -249,22 +286,27 @@ pub fn analyze(
     let macs: Vec<u64> = (0..n)
         .map(|i| exec.layer_logical_macs().get(i).copied().unwrap_or(0) / data.len().max(1) as u64)
         .collect();
+    let stuck = exec.fault_map().is_some_and(|m| m.faulty_pes() > 0);
+    let calibration = if stuck { calibrate_all(exec, n, 32, 1)? } else { Vec::new() };
     set_modes(exec, n, |_| LayerMode::Device);
     let faulty = eval::accuracy(model, data, batch, exec, |_| {})?;
     let mut layers = Vec::with_capacity(n);
     for (i, l) in model.layers().iter().enumerate() {
         set_modes(exec, n, |j| if j == i { LayerMode::Device } else { LayerMode::Host });
-        let acc = eval::accuracy(model, data, batch, exec, |_| {})?;
+        let alone = eval::accuracy(model, data, batch, exec, |_| {})?;
+        set_modes(exec, n, |j| if j == i { LayerMode::Tmr } else { LayerMode::Device });
+        let tmr = eval::accuracy(model, data, batch, exec, |_| {})?;
         layers.push(LayerVulnerability {
             layer: i,
             name: l.name.clone(),
             macs_per_sample: macs[i],
-            accuracy_alone_faulty: acc,
-            loss: clean - acc,
+            accuracy_alone_faulty: alone,
+            loss: clean - alone,
+            accuracy_alone_tmr: tmr,
+            recovery: tmr - faulty,
         });
     }
     set_modes(exec, n, |_| LayerMode::Device);
-    let calibration = calibrate_all(exec, n, 32, 1)?;
     Ok(Vulnerability {
         clean_accuracy: clean,
         faulty_accuracy: faulty,
@@ -367,21 +409,23 @@ pub fn budget_table(
 mod tests {
     use super::*;
 
-    fn vuln(losses: &[(f64, u64)]) -> Vulnerability {
+    fn vuln(gains: &[(f64, u64)]) -> Vulnerability {
         Vulnerability {
             clean_accuracy: 0.9,
             faulty_accuracy: 0.5,
             samples: 1,
             calibration: Vec::new(),
-            layers: losses
+            layers: gains
                 .iter()
                 .enumerate()
-                .map(|(i, &(loss, macs))| LayerVulnerability {
+                .map(|(i, &(gain, macs))| LayerVulnerability {
                     layer: i,
                     name: format!("l{i}"),
                     macs_per_sample: macs,
-                    accuracy_alone_faulty: 0.9 - loss,
-                    loss,
+                    accuracy_alone_faulty: 0.9,
+                    loss: 0.0,
+                    accuracy_alone_tmr: 0.5 + gain,
+                    recovery: gain,
                 })
                 .collect(),
         }

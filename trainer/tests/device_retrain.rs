@@ -394,7 +394,7 @@ fn vulnerability_and_budget_table() {
         assert!(r.extra_macs_pct <= r.budget_pct + 1e-9, "{r:?}");
     }
     // Everything protected: every fault here is a single PE, voted out.
-    assert_eq!(rows[3].protected.len(), v.layers.iter().filter(|l| l.loss > 0.0).count());
+    assert_eq!(rows[3].protected.len(), v.layers.iter().filter(|l| l.recovery > 0.0).count());
     assert!(rows[3].accuracy >= rows[0].accuracy, "{rows:?}");
 
     // `protect` makes the same choice as the table and measures the same
