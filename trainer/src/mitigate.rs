@@ -16,7 +16,8 @@
 //!   entries removed from the map on the measuring device). A PE whose
 //!   fault costs more than a tolerance is bypassed and pruned; the others
 //!   stay in the loop with their weights; then retraining (optionally after
-//!   a FAT burst, `triage_epochs`). Why the fault's own cost and not "keep
+//!   a FAT burst, `triage_epochs`), ending with the best of the triaged
+//!   start and each epoch on held-out images (`retrain::Selection`). Why the fault's own cost and not "keep
 //!   vs prune": retraining wins back the pruning of a few PEs' weights
 //!   almost entirely (FAP+T), not what a fault in the loop keeps costing, so
 //!   comparing against the unretrained pruning cost keeps too many.

@@ -57,6 +57,8 @@ use crate::model::Model;
 
 pub const STATE_FILE: &str = "retrain_state.json";
 pub const ADAM_FILE: &str = "adam.safetensors";
+/// `auto`: the weights of the best candidate so far (see [`Selection`]).
+pub const BEST_FILE: &str = "best.safetensors";
 const STATE_FORMAT: &str = "faultloop-retrain-state";
 
 /// Adam (Kingma & Ba) over a VarStore's trainable variables, with savable state.
@@ -395,6 +397,36 @@ struct State {
     /// The evaluations at `config.eval_marks` so far.
     #[serde(default)]
     marks: Vec<MarkEval>,
+    /// `auto`: the candidates measured on the selection images so far.
+    #[serde(default)]
+    selection: Vec<SelectionPoint>,
+    /// `auto`: the device weights of the best candidate (its float weights
+    /// are in [`BEST_FILE`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    best_held: Vec<Vec<i8>>,
+}
+
+/// `auto`'s choice of weights: after the triage (the faults it keeps in the
+/// loop, the bypass list applied, no retraining yet) and after every epoch,
+/// the accuracy on held-out training images that no step of the run trains
+/// on; the run ends with the best (the earliest of equals). Retraining a
+/// converged model at the default learning rate can cost more than the
+/// faults kept in the loop do; then the triaged start wins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    /// Held-out training images measured on.
+    pub samples: usize,
+    pub candidates: Vec<SelectionPoint>,
+    /// Global step of the weights the run ended with.
+    pub selected_steps: usize,
+}
+
+/// One candidate of [`Selection`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SelectionPoint {
+    /// Global steps done when it was measured.
+    pub steps: usize,
+    pub accuracy: f64,
 }
 
 /// What a retraining run did.
@@ -429,6 +461,9 @@ pub struct RetrainReport {
     pub triage: Option<Triage>,
     /// The accuracy at each of `config.eval_marks` reached.
     pub marks: Vec<MarkEval>,
+    /// `auto`: the weights chosen among the triaged start and each epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<Selection>,
 }
 
 impl RetrainReport {
@@ -477,6 +512,7 @@ fn save_state(
     adam: &Adam,
     state: &State,
     array: [usize; 2],
+    best: Option<&[(String, Tensor)]>,
 ) -> Result<()> {
     let tmp = sibling(dir, "saving");
     let old = sibling(dir, "old");
@@ -495,6 +531,11 @@ fn save_state(
     };
     checkpoint::save_with(&tmp, vs, model, info, Some(&record))?;
     adam.save(&tmp.join(ADAM_FILE))?;
+    if let Some(b) = best {
+        let bpath = tmp.join(BEST_FILE);
+        Tensor::write_safetensors(b, &bpath)
+            .map_err(|e| Error::Checkpoint { path: bpath.clone(), msg: e.to_string() })?;
+    }
     let spath = tmp.join(STATE_FILE);
     let text = serde_json::to_string(state)
         .map_err(|source| Error::Json { path: spath.clone(), source })?;
@@ -680,6 +721,8 @@ pub fn retrain_with(
                 bypass,
                 triage: None,
                 marks: Vec::new(),
+                selection: Vec::new(),
+                best_held: Vec::new(),
             }
         }
     };
@@ -697,17 +740,54 @@ pub fn retrain_with(
     // pruned zeros above go out whole.
     let budget_bytes = cfg.update_budget.map(|b| b.bytes(exec.dense_update_bytes()));
     exec.set_update_budget(budget_bytes)?;
-    let save =
-        |st: &mut State, exec: &DeviceMatmul, adam: &Adam, vs: &nn::VarStore| -> Result<()> {
-            if let Some(dir) = ckpt {
-                st.held = (0..model.layers().len())
-                    .map(|i| exec.held(i).map(<[i8]>::to_vec).unwrap_or_default())
-                    .collect();
-                save_state(dir, vs, model, adam, st, array)?;
-                st.held.clear();
-            }
-            Ok(())
-        };
+    // `auto`: the selection images and the best candidate's float weights.
+    let select_set = (cfg.mitigation == Mitigation::Auto).then(|| selection_subset(cfg, train));
+    let mut best: Option<Vec<(String, Tensor)>> = None;
+    if let (Some(dir), false) = (ckpt, st.best_held.is_empty()) {
+        let bpath = dir.join(BEST_FILE);
+        best = Some(
+            Tensor::read_safetensors(&bpath)
+                .map_err(|e| Error::Checkpoint { path: bpath.clone(), msg: e.to_string() })?,
+        );
+    }
+    let save = |st: &mut State,
+                exec: &DeviceMatmul,
+                adam: &Adam,
+                vs: &nn::VarStore,
+                best: Option<&[(String, Tensor)]>|
+     -> Result<()> {
+        if let Some(dir) = ckpt {
+            st.held = (0..model.layers().len())
+                .map(|i| exec.held(i).map(<[i8]>::to_vec).unwrap_or_default())
+                .collect();
+            save_state(dir, vs, model, adam, st, array, best)?;
+            st.held.clear();
+        }
+        Ok(())
+    };
+    // Measure the current weights as a selection candidate; keep them if best.
+    let consider = |st: &mut State,
+                    exec: &mut DeviceMatmul,
+                    vs: &nn::VarStore,
+                    best: &mut Option<Vec<(String, Tensor)>>|
+     -> Result<()> {
+        let Some(set) = &select_set else { return Ok(()) };
+        let t = Instant::now();
+        let accuracy = eval::accuracy(model, set, cfg.eval_batch, exec, |_| {})?;
+        st.totals.eval_seconds += t.elapsed().as_secs_f64();
+        let top = st.selection.iter().map(|p| p.accuracy).fold(f64::NEG_INFINITY, f64::max);
+        st.selection.push(SelectionPoint { steps: st.totals.steps, accuracy });
+        if accuracy > top {
+            let mut vars: Vec<(String, Tensor)> =
+                vs.variables().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            *best = Some(vars);
+            st.best_held = (0..model.layers().len())
+                .map(|i| exec.held(i).map(<[i8]>::to_vec).unwrap_or_default())
+                .collect();
+        }
+        Ok(())
+    };
 
     progress(Progress::Start {
         steps_total: steps_per_epoch * cfg.epochs,
@@ -732,6 +812,7 @@ pub fn retrain_with(
                 run_triage(model, train, cfg, exec, twin.as_deref_mut(), &mut st)?;
                 freeze = set_bypass(exec, &st.bypass)?;
                 model.sync_weights(exec)?;
+                consider(&mut st, exec, vs, &mut best)?;
             }
             let t0 = Instant::now();
             let s = st.step_in_epoch;
@@ -783,7 +864,7 @@ pub fn retrain_with(
                 && st.step_in_epoch < steps_per_epoch
             {
                 sync_totals(&mut st, exec);
-                save(&mut st, exec, &adam, vs)?;
+                save(&mut st, exec, &adam, vs, best.as_deref())?;
                 progress(Progress::Checkpoint { steps_done: st.totals.steps });
             }
         }
@@ -815,18 +896,64 @@ pub fn retrain_with(
         st.history.push(rec);
         st.epoch += 1;
         st.step_in_epoch = 0;
+        if st.triage.is_some() {
+            progress(Progress::Eval { what: "selection" });
+            consider(&mut st, exec, vs, &mut best)?;
+        }
         sync_totals(&mut st, exec);
-        save(&mut st, exec, &adam, vs)?;
+        save(&mut st, exec, &adam, vs, best.as_deref())?;
         progress(Progress::Epoch(st.history.last().expect("pushed")));
     }
     // An interruption (`stop_after_steps`) saves nothing more, like a crash:
     // a resume redoes the steps after the last checkpoint, identically.
+    let mut accuracy_after = st.history.last().map_or(st.accuracy_before, |r| r.test_accuracy);
+    let mut selection = None;
+    if let (true, Some(set)) = (finished, &select_set) {
+        let pick = st
+            .selection
+            .iter()
+            .fold(None::<SelectionPoint>, |b, p| match b {
+                Some(b) if b.accuracy >= p.accuracy => Some(b),
+                _ => Some(*p),
+            })
+            .map(|p| p.steps);
+        if let (Some(at), Some(b)) = (pick, best.as_ref()) {
+            if at != st.totals.steps {
+                // End with the best candidate: float weights and the device copy.
+                tch::no_grad(|| {
+                    for (n, mut t) in vs.variables() {
+                        if let Some((_, v)) = b.iter().find(|(k, _)| *k == n) {
+                            t.copy_(v);
+                        }
+                    }
+                });
+                for (l, h) in model.layers().iter().zip(&st.best_held) {
+                    exec.install(l.index, h, l.k, l.n).map_err(|e| Error::Exec {
+                        layer: l.index,
+                        name: l.name.clone(),
+                        source: e.into(),
+                    })?;
+                }
+                progress(Progress::Eval { what: "selected" });
+                let t = Instant::now();
+                accuracy_after = eval::accuracy(model, test, cfg.eval_batch, exec, |_| {})?;
+                st.totals.eval_seconds += t.elapsed().as_secs_f64();
+                sync_totals(&mut st, exec);
+                save(&mut st, exec, &adam, vs, best.as_deref())?;
+            }
+            selection = Some(Selection {
+                samples: set.len(),
+                candidates: st.selection.clone(),
+                selected_steps: at,
+            });
+        }
+    }
     sync_totals(&mut st, exec);
     let steps = st.totals.steps.max(1) as f64;
     Ok(RetrainReport {
         config: cfg.clone(),
         accuracy_before: st.accuracy_before,
-        accuracy_after: st.history.last().map_or(st.accuracy_before, |r| r.test_accuracy),
+        accuracy_after,
         bytes_per_step_dense: st.totals.update.bytes_dense as f64 / steps,
         bytes_per_step_sent: st.totals.update.bytes_sent as f64 / steps,
         bytes_per_step_max: st.totals.bytes_per_step_max,
@@ -843,7 +970,16 @@ pub fn retrain_with(
         pruned_weights: freeze.pruned(),
         triage: st.triage,
         marks: st.marks,
+        selection,
     })
+}
+
+/// `auto`'s selection images: `triage_samples` training images (a seeded
+/// draw) that no step of the whole run trains on.
+fn selection_subset(cfg: &RetrainConfig, train: &Dataset) -> Dataset {
+    let steps = cfg.steps_per_epoch(train.len()) * cfg.epochs;
+    let used = used_examples(cfg, train.len(), steps);
+    mitigate::calibration_subset(train, &used, cfg.triage_samples, cfg.seed ^ 0x5E1E_C710_4000_0001)
 }
 
 /// `auto`: triage the faulty PEs now (on a calibration subset the steps so

@@ -269,6 +269,16 @@ fn auto_retraining_triages_then_retrains_and_resumes_identically() {
     for (x, y) in full.history.iter().zip(&z.history) {
         assert_eq!((x.train_loss, x.test_accuracy), (y.train_loss, y.test_accuracy));
     }
+    // The selection: the triaged start (step 5) and each epoch's end, the
+    // earliest best kept, the same after the interruptions.
+    let sel = full.selection.as_ref().expect("auto selects");
+    let steps: Vec<usize> = sel.candidates.iter().map(|c| c.steps).collect();
+    assert_eq!(steps, [5, 8, 16]);
+    let top = sel.candidates.iter().map(|c| c.accuracy).fold(f64::MIN, f64::max);
+    let first_top = sel.candidates.iter().find(|c| c.accuracy == top).unwrap().steps;
+    assert_eq!(sel.selected_steps, first_top);
+    assert_eq!(z.selection, full.selection);
+    assert_eq!(z.accuracy_after, full.accuracy_after);
     // A different mitigation refuses to resume.
     let (mut vs, model) = pretrained(&f, 5);
     let mut exec = DeviceMatmul::open("model:4x4", Some(&map)).unwrap();
@@ -284,6 +294,41 @@ fn auto_retraining_triages_then_retrains_and_resumes_identically() {
     };
     let e = retrain::retrain(job, &mut |_| {}).unwrap_err();
     assert!(e.to_string().contains("cannot resume"), "{e}");
+}
+
+#[test]
+fn auto_keeps_the_triaged_start_when_retraining_hurts() {
+    let _g = lock();
+    let f = data(400, 200);
+    let map = one_bad_one_harmless();
+    // A learning rate that wrecks the model: every epoch is worse than the
+    // triaged start, so the run must end with the start's weights.
+    let c = RetrainConfig { lr: 3.0, epochs: 1, ..cfg(Mitigation::Auto) };
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("auto.ckpt");
+    let (r, exp, held) = run_retrain(&f, &map, c, Some(&ck), false);
+    let sel = r.selection.as_ref().expect("auto selects");
+    assert_eq!(sel.candidates.len(), 2, "{sel:?}");
+    assert!(sel.candidates[1].accuracy < sel.candidates[0].accuracy, "{sel:?}");
+    assert_eq!(sel.selected_steps, 0);
+    assert!(r.accuracy_after > r.history[0].test_accuracy, "{r:?}");
+    // The start's weights: the pretrained model on the chip with the triage's
+    // bypass list (a bypassed PE's pruned weights contribute nothing there).
+    let (_vs, model) = pretrained(&f, 5);
+    let mut exec = DeviceMatmul::open("model:4x4", Some(&map)).unwrap();
+    exec.install_model(&model).unwrap();
+    exec.set_bypass(&r.bypass).unwrap();
+    let want = eval::accuracy(&model, &f.test, 100, &mut exec, |_| {}).unwrap();
+    assert_eq!(r.accuracy_after, want);
+    // What the checkpoint holds is what the run ended with.
+    let (_vs, loaded, meta) = checkpoint::load(&ck).unwrap();
+    assert_eq!(loaded.export(), exp);
+    assert_eq!(meta.mitigation.unwrap().bypass, r.bypass);
+    let mut exec = DeviceMatmul::open("model:4x4", Some(&map)).unwrap();
+    exec.install_model(&loaded).unwrap();
+    let reheld: Vec<Vec<i8>> =
+        (0..loaded.layers().len()).map(|i| exec.held(i).unwrap().to_vec()).collect();
+    assert_eq!(reheld, held);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use trainer::checkpoint;
 use trainer::device::{Compress, UpdateBudget};
 use trainer::experiment;
 use trainer::mitigate::{Mitigation, Triage};
-use trainer::retrain::{RetrainConfig, RetrainEpoch, RetrainRun};
+use trainer::retrain::{RetrainConfig, RetrainEpoch, RetrainRun, Selection};
 use trainer::tmr::Protection;
 
 use super::{loading, open_exec, open_twin, DataArg, DeviceRunArgs, LinkArg};
@@ -126,6 +126,9 @@ struct RetrainOut {
     pruned_weights: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     triage: Option<Triage>,
+    /// auto: the weights kept among the triaged start and each epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selection: Option<Selection>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "sorted")]
     tmr: Option<Protection>,
     history: Vec<RetrainEpoch>,
@@ -217,6 +220,7 @@ pub fn run(a: RetrainArgs, open: &OpenOptions) -> Result<()> {
         bypass: r.bypass.clone(),
         pruned_weights: r.pruned_weights,
         triage: r.triage.clone(),
+        selection: r.selection.clone(),
         tmr: protection,
         history: r.history.clone(),
     };
