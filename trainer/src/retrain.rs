@@ -406,12 +406,14 @@ struct State {
     best_held: Vec<Vec<i8>>,
 }
 
-/// `auto`'s choice of weights: after the triage (the faults it keeps in the
-/// loop, the bypass list applied, no retraining yet) and after every epoch,
-/// the accuracy on held-out training images that no step of the run trains
-/// on; the run ends with the best (the earliest of equals). Retraining a
+/// `auto`'s choice of weights: the triaged start (the faults the triage
+/// keeps in the loop, the bypass list applied, no step taken yet) or the
+/// retrained end, whichever is more accurate on held-out training images
+/// that no step of the run trains on (the end on ties). Retraining a
 /// converged model at the default learning rate can cost more than the
-/// faults kept in the loop do; then the triaged start wins.
+/// faults kept in the loop do; then the triaged start wins. (Mid-run epochs
+/// are not candidates: before the cosine schedule has annealed they are
+/// noisier, and a tie on 1000 images picked them over a better end.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Selection {
     /// Held-out training images measured on.
@@ -896,7 +898,7 @@ pub fn retrain_with(
         st.history.push(rec);
         st.epoch += 1;
         st.step_in_epoch = 0;
-        if st.triage.is_some() {
+        if st.triage.is_some() && st.epoch == cfg.epochs {
             progress(Progress::Eval { what: "selection" });
             consider(&mut st, exec, vs, &mut best)?;
         }
@@ -913,7 +915,7 @@ pub fn retrain_with(
             .selection
             .iter()
             .fold(None::<SelectionPoint>, |b, p| match b {
-                Some(b) if b.accuracy >= p.accuracy => Some(b),
+                Some(b) if b.accuracy > p.accuracy => Some(b),
                 _ => Some(*p),
             })
             .map(|p| p.steps);

@@ -76,6 +76,10 @@ pub struct DemoArgs {
     /// Fixed test subset (the first N test images).
     #[arg(long, default_value_t = 2000)]
     pub test_samples: usize,
+    /// Soft errors: test images of every per-seed evaluation (the first N of
+    /// the test subset; seeds x budgets x 2 evaluations add up).
+    #[arg(long, default_value_t = 1000)]
+    pub seu_test_samples: usize,
     /// Training images (a seeded draw) the TMR layer choice and the auto
     /// triage measure on.
     #[arg(long, default_value_t = 1000)]
@@ -197,6 +201,7 @@ struct PermanentOut {
 struct SoftOut {
     seu_rate: f64,
     seu_scan: Vec<(f64, f64)>,
+    test_samples: usize,
     clean_accuracy: f64,
     unprotected: MeanMin,
     tmr: BTreeMap<String, TmrOut>,
@@ -542,10 +547,11 @@ impl Ctx<'_> {
         };
         let eval_seeds: Vec<u32> = (0..a.seu_seeds).map(|i| EVAL_SEED0 + i).collect();
         let mut exec = open_exec(&base.to_string(), self.open, None)?;
+        let test = self.test.take(a.seu_test_samples.min(self.test.len()));
         let plan = scenario::SoftPlan {
             checkpoint: self.cache,
             train: self.train,
-            test: self.test,
+            test: &test,
             calib: self.calib,
             seu_rate: rate,
             train_seed: SEU_TRAIN_SEED,
@@ -563,6 +569,7 @@ impl Ctx<'_> {
         Ok(SoftOut {
             seu_rate: r.seu_rate,
             seu_scan,
+            test_samples: test.len(),
             clean_accuracy: r.clean_accuracy,
             unprotected: (&r.unprotected).into(),
             tmr: tmr_map(&r.tmr),
@@ -717,10 +724,11 @@ fn print_table(out: &DemoOut, a: &DemoArgs) {
     if let Some(s) = &out.soft_errors {
         println!();
         println!(
-            "2. Soft errors: SEU {:e} per MAC, no permanent fault; accuracy over {} SEU seeds \
-             ({}..) that neither the retraining (seed {SEU_TRAIN_SEED}) nor the TMR choice (seed \
-             {SEU_CALIB_SEED}) saw: mean [min]",
+            "2. Soft errors: SEU {:e} per MAC, no permanent fault; first {} test images; \
+             accuracy over {} SEU seeds ({}..) that neither the retraining (seed \
+             {SEU_TRAIN_SEED}) nor the TMR choice (seed {SEU_CALIB_SEED}) saw: mean [min]",
             s.seu_rate,
+            s.test_samples,
             s.eval_seeds.len(),
             s.eval_seeds.first().copied().unwrap_or(0)
         );
