@@ -487,6 +487,7 @@ pub const SEU_SCAN_RATES: &[f64] = &[1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2
 /// The first of [`SEU_SCAN_RATES`] at which `model` (installed on `exec`)
 /// loses at least `min_loss_points` against `clean` under SEU seed `seed`;
 /// `on_point` sees each `(rate, accuracy)` tried. `None` if none does.
+#[allow(clippy::too_many_arguments)] // the scan's inputs, as experiment::RateScan names them
 pub fn find_seu_rate(
     model: &Model,
     data: &Dataset,
@@ -515,7 +516,6 @@ pub fn find_seu_rate(
 /// Accuracy of `model` with the layers of each budget's choice under TMR,
 /// over every evaluation seed (SET_SEU per seed restarts the flip sequence,
 /// so each figure is reproducible).
-#[allow(clippy::too_many_arguments)]
 fn tmr_points(
     model: &Model,
     v: &Vulnerability,
