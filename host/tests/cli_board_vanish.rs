@@ -60,9 +60,27 @@ fn a_board_killed_mid_retrain_stops_the_run_and_resume_finishes_it_identically()
     let args = |dev: &str, out: &Path| -> Vec<String> {
         let o = out.to_str().unwrap();
         [
-            "retrain", "--data-dir", data, "--model", ck, "--device", dev, "--epochs", "1",
-            "--train-samples", "48", "--batch", "16", "--limit", "8", "--checkpoint-every", "1",
-            "--resume", "-o", o, "--json",
+            "retrain",
+            "--data-dir",
+            data,
+            "--model",
+            ck,
+            "--device",
+            dev,
+            "--epochs",
+            "1",
+            "--train-samples",
+            "48",
+            "--batch",
+            "16",
+            "--limit",
+            "8",
+            "--checkpoint-every",
+            "1",
+            "--resume",
+            "-o",
+            o,
+            "--json",
         ]
         .map(String::from)
         .to_vec()
@@ -114,7 +132,7 @@ fn a_board_killed_mid_retrain_stops_the_run_and_resume_finishes_it_identically()
     let dev_c = format!("serial:{}", c.path);
     let v = args(&dev_c, &out);
     let got = run_json(BIN, &v.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(got["resumed_at_step"].as_u64().is_some_and(|s| s >= 1 && s < 3), "{got}");
+    assert!(got["resumed_at_step"].as_u64().is_some_and(|s| (1..3).contains(&s)), "{got}");
     assert_eq!(got["steps"], want["steps"]);
     assert_eq!(got["accuracy_after"], want["accuracy_after"], "{got} vs {want}");
     for f in ["weights.safetensors", "adam.safetensors"] {

@@ -328,7 +328,8 @@ const JSON_ALPHABET: &[u8] = b"{}[]\",:0123456789-.eE truefalsnul\\rowcsitepumag
 
 fn fuzz_faultmap(budget: &Budget, seed: u64) -> Value {
     let mut rng = Rng::new(seed);
-    let base = FaultMap::random(8, 8, 0.1, 7, &Default::default()).expect("a random map").to_json_string();
+    let base =
+        FaultMap::random(8, 8, 0.1, 7, &Default::default()).expect("a random map").to_json_string();
     let with_seu = r#"{"array": {"rows": 4, "cols": 4}, "faults": [{"row": 1, "col": 2, "site": "psum", "stuck_at_1": 1024}], "bypass": [[0, 1]], "seu": {"rate": 0.001, "seed": 9}}"#;
     fuzz_parser(
         "faultmap",

@@ -216,7 +216,8 @@ pub fn run(a: DemoArgs, open: &OpenOptions) -> Result<()> {
     // 5. Plot.
     let svg = experiment::retrain_chart(exec.device_name(), map.fault_rate(), clean, &r);
     let plot_path = a.out_dir.join("accuracy.svg");
-    trainer::fleetjob::write_atomic(&plot_path, svg.as_bytes()).with_context(|| format!("writing {}", plot_path.display()))?;
+    trainer::fleetjob::write_atomic(&plot_path, svg.as_bytes())
+        .with_context(|| format!("writing {}", plot_path.display()))?;
     let seconds = t0.elapsed().as_secs_f64();
     let bps = a.link.link_bps;
     let out = DemoOut {

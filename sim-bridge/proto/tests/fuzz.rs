@@ -154,11 +154,12 @@ proptest! {
 /// Near-valid fault maps: real keys with random values, cut at random.
 fn fault_map_text() -> impl Strategy<Value = String> {
     let site = prop_oneof![Just("psum"), Just("act"), Just("weight"), Just("pe"), Just("")];
-    let fault = (0i64..10, -1i64..10, site, any::<u32>(), any::<u32>()).prop_map(
-        |(r, c, s, a, b)| {
-            format!(r#"{{"row": {r}, "col": {c}, "site": "{s}", "stuck_at_0": {a}, "stuck_at_1": {b}}}"#)
-        },
-    );
+    let fault =
+        (0i64..10, -1i64..10, site, any::<u32>(), any::<u32>()).prop_map(|(r, c, s, a, b)| {
+            format!(
+                r#"{{"row": {r}, "col": {c}, "site": "{s}", "stuck_at_0": {a}, "stuck_at_1": {b}}}"#
+            )
+        });
     (0i64..10, 0i64..10, proptest::collection::vec(fault, 0..4), any::<bool>(), any::<usize>())
         .prop_map(|(rows, cols, faults, seu, cut)| {
             let mut s = format!(

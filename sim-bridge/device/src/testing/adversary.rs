@@ -181,7 +181,10 @@ fn read_reply(t: &mut TcpStream) -> Option<faultloop_proto::Frame> {
     }
 }
 
-fn tally(answers: &mut Vec<(String, usize)>, what: String) {
+/// What the server answered the attackers of one attack, by kind.
+type Answers = Vec<(String, usize)>;
+
+fn tally(answers: &mut Answers, what: String) {
     match answers.iter_mut().find(|(w, _)| *w == what) {
         Some(e) => e.1 += 1,
         None => answers.push((what, 1)),
@@ -256,7 +259,7 @@ pub fn run_adversaries(o: &AdversaryOptions) -> AdversaryReport {
     };
     let mut rows_out = Vec::new();
     let mut rng = Rng::new(o.seed);
-    let mut phase = |name: &str, count: usize, f: &mut dyn FnMut(&mut Vec<(String, usize)>)| {
+    let mut phase = |name: &str, count: usize, f: &mut dyn FnMut(&mut Answers)| {
         // Let the legitimate client make progress in every phase.
         let (r0, e0, w0) = legit.snapshot();
         let t = Instant::now();
@@ -345,9 +348,7 @@ pub fn run_adversaries(o: &AdversaryOptions) -> AdversaryReport {
                 f[4..8].copy_from_slice(&claim.to_le_bytes());
                 let _ = t.write_all(&f[..8]);
                 match read_reply(&mut t) {
-                    Some(r) if r.code == Status::BadLength as u8 => {
-                        tally(ans, "BAD_LENGTH".into())
-                    }
+                    Some(r) if r.code == Status::BadLength as u8 => tally(ans, "BAD_LENGTH".into()),
                     Some(r) => tally(ans, format!("status {}", Status::name_of(r.code))),
                     None => tally(ans, "closed".into()),
                 }
@@ -393,8 +394,7 @@ pub fn run_adversaries(o: &AdversaryOptions) -> AdversaryReport {
     //    deadline ("no handshake in time"), long before the line limit.
     phase("slowloris handshake", 1, &mut |ans| {
         let mut t = connect(o);
-        t.set_read_timeout(Some((o.handshake_timeout / 4).max(Duration::from_millis(1))))
-            .unwrap();
+        t.set_read_timeout(Some((o.handshake_timeout / 4).max(Duration::from_millis(1)))).unwrap();
         let bytes = b"FAULTLOOP/1 ".iter().copied().chain(std::iter::repeat(b'a'));
         let start = Instant::now();
         let mut got = Vec::new();
