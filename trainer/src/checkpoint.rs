@@ -135,7 +135,7 @@ pub fn save_with(
     let mpath = dir.join(META_FILE);
     let text = serde_json::to_string_pretty(&meta)
         .map_err(|source| Error::Json { path: mpath.clone(), source })?;
-    crate::fleetjob::write_atomic(&mpath, text.as_bytes())
+    faultloop_proto::atomic::write_atomic(&mpath, text.as_bytes()).map_err(|e| Error::io(&mpath, e))
 }
 
 /// SHA-256 (lower-case hex) of a file's bytes.

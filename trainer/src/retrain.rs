@@ -504,7 +504,8 @@ fn save_state(
     let spath = tmp.join(STATE_FILE);
     let text = serde_json::to_string(&state)
         .map_err(|source| Error::Json { path: spath.clone(), source })?;
-    crate::fleetjob::write_atomic(&spath, text.as_bytes())?;
+    faultloop_proto::atomic::write_atomic(&spath, text.as_bytes())
+        .map_err(|e| Error::io(&spath, e))?;
     // The swap: `tmp` is complete from here on. A kill between the two
     // renames leaves no `dir` but `old` and a complete `tmp`, which
     // [`recover_interrupted_save`] finishes.
@@ -958,4 +959,27 @@ fn used_examples(cfg: &RetrainConfig, train_len: usize, steps: usize) -> Vec<usi
         used.extend_from_slice(&order[..(in_epoch * cfg.batch_size).min(order.len())]);
     }
     used
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_save_killed_between_its_renames_is_finished() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("x.ckpt");
+        let (tmp, old) = (sibling(&dir, "saving"), sibling(&dir, "old"));
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::write(tmp.join(STATE_FILE), "new").unwrap();
+        // Only a partial `saving` (a first save killed): nothing to finish.
+        assert!(!recover_interrupted_save(&dir).unwrap());
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join(STATE_FILE), "old").unwrap();
+        assert!(recover_interrupted_save(&dir).unwrap());
+        assert_eq!(std::fs::read_to_string(dir.join(STATE_FILE)).unwrap(), "new");
+        assert!(!old.exists() && !tmp.exists());
+        // A checkpoint in place is never touched.
+        assert!(!recover_interrupted_save(&dir).unwrap());
+    }
 }

@@ -1,6 +1,6 @@
 //! Adversaries against a running bridge server (`faultloop serve`), with a
 //! legitimate client beside them whose every answer is checked against the
-//! golden model ([`soak`](super::soak)).
+//! golden model ([`soak`]).
 //!
 //! The attacks run one after another while the legitimate client holds the
 //! device and keeps working; each row of the [`AdversaryReport`] says what
