@@ -12,6 +12,12 @@
 //!   [`MitigationRecord`] (mitigation, array size, bypassed PEs) that
 //!   evaluation and the device executor apply.
 //!
+//! Every file is written atomically (a temporary beside it, then a rename),
+//! and `meta.json` records the SHA-256 of `weights.safetensors`
+//! (`weights_sha256`): a truncated or corrupted weights file is refused with
+//! an error naming the file, instead of loading garbage (a checkpoint
+//! without the field, from before it existed, is loaded unchecked).
+//!
 //! Loading rebuilds the model from the spec on a fresh `VarStore` and loads
 //! the weights into it; the layer map is checked against the rebuilt model.
 use std::path::Path;
@@ -53,6 +59,10 @@ pub struct CheckpointMeta {
     pub layers: Vec<LayerMeta>,
     #[serde(default)]
     pub info: serde_json::Value,
+    /// SHA-256 (hex) of `weights.safetensors` as written (absent in older
+    /// checkpoints: not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
     /// The bypass list the weights were trained for (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mitigation: Option<MitigationRecord>,
@@ -107,30 +117,64 @@ pub fn save_with(
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let wpath = dir.join(WEIGHTS_FILE);
-    vs.save(&wpath).map_err(|e| Error::Checkpoint { path: wpath.clone(), msg: e.to_string() })?;
+    // libtorch writes to a path: a temporary beside the target, then a rename.
+    // It picks the format from the extension, so the temporary keeps it.
+    let wtmp = dir.join(format!(".tmp-{}-{WEIGHTS_FILE}", std::process::id()));
+    vs.save(&wtmp).map_err(|e| Error::Checkpoint { path: wpath.clone(), msg: e.to_string() })?;
+    let weights_sha256 = Some(file_sha256(&wtmp)?);
+    faultloop_proto::atomic::commit(&wtmp, &wpath).map_err(|e| Error::io(&wpath, e))?;
     let meta = CheckpointMeta {
         format: FORMAT.into(),
         version: VERSION,
         spec: model.spec.clone(),
         layers,
         info,
+        weights_sha256,
         mitigation: mitigation.cloned(),
     };
     let mpath = dir.join(META_FILE);
     let text = serde_json::to_string_pretty(&meta)
         .map_err(|source| Error::Json { path: mpath.clone(), source })?;
-    std::fs::write(&mpath, text).map_err(|e| Error::io(&mpath, e))
+    faultloop_proto::atomic::write_atomic(&mpath, text.as_bytes()).map_err(|e| Error::io(&mpath, e))
+}
+
+/// SHA-256 (lower-case hex) of a file's bytes.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Refuse a weights file whose hash differs from the one `meta` recorded.
+pub fn verify_weights(dir: &Path, meta: &CheckpointMeta) -> Result<()> {
+    let Some(want) = &meta.weights_sha256 else { return Ok(()) };
+    let wpath = dir.join(WEIGHTS_FILE);
+    let got = file_sha256(&wpath)?;
+    if &got != want {
+        return Err(Error::Checkpoint {
+            path: wpath,
+            msg: format!(
+                "truncated or corrupted: its SHA-256 is {got}, {META_FILE} recorded {want}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Read only `meta.json`.
 pub fn read_meta(dir: &Path) -> Result<CheckpointMeta> {
     let mpath = dir.join(META_FILE);
     let text = std::fs::read(&mpath).map_err(|e| Error::io(&mpath, e))?;
-    let meta: CheckpointMeta = serde_json::from_slice(&text)
-        .map_err(|source| Error::Json { path: mpath.clone(), source })?;
+    parse_meta(&text, &mpath)
+}
+
+/// Parse and check `meta.json` bytes read from `mpath` (named in errors).
+pub fn parse_meta(text: &[u8], mpath: &Path) -> Result<CheckpointMeta> {
+    let meta: CheckpointMeta = serde_json::from_slice(text)
+        .map_err(|source| Error::Json { path: mpath.to_path_buf(), source })?;
     if meta.format != FORMAT || meta.version != VERSION {
         return Err(Error::Checkpoint {
-            path: mpath,
+            path: mpath.to_path_buf(),
             msg: format!(
                 "format {:?} version {}, expected {FORMAT:?} version {VERSION}",
                 meta.format, meta.version
@@ -146,6 +190,7 @@ pub fn load(dir: &Path) -> Result<(nn::VarStore, Model, CheckpointMeta)> {
     let meta = read_meta(dir)?;
     let mut vs = nn::VarStore::new(tch::Device::Cpu);
     let model = Model::new(&vs.root(), &meta.spec)?;
+    verify_weights(dir, &meta)?;
     let wpath = dir.join(WEIGHTS_FILE);
     vs.load(&wpath).map_err(|e| Error::Checkpoint { path: wpath.clone(), msg: e.to_string() })?;
     let rebuilt = layer_map(&model);

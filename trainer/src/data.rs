@@ -40,6 +40,11 @@ pub struct Images {
 /// Read a file, transparently gunzipping it when it starts with 1f 8b.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    gunzip_maybe(raw, path)
+}
+
+/// Gunzip `raw` when it starts with 1f 8b; `path` only names it in errors.
+pub fn gunzip_maybe(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
     if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
         let mut out = Vec::with_capacity(raw.len() * 4);
         flate2::read::MultiGzDecoder::new(&raw[..])
@@ -126,16 +131,24 @@ fn expect_magic(arr_bytes: &[u8], path: &Path, want: u32, what: &str) -> Result<
 
 /// Read an idx1 label file (magic 0x00000801).
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read_maybe_gz(path)?;
-    expect_magic(&bytes, path, LABELS_MAGIC, "label")?;
-    Ok(parse_idx(&bytes, path)?.data)
+    parse_labels(&read_maybe_gz(path)?, path)
+}
+
+/// Parse the (decompressed) bytes of an idx1 label file; `path` names it in errors.
+pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
+    expect_magic(bytes, path, LABELS_MAGIC, "label")?;
+    Ok(parse_idx(bytes, path)?.data)
 }
 
 /// Read an idx3 image file (magic 0x00000803).
 pub fn read_images(path: &Path) -> Result<Images> {
-    let bytes = read_maybe_gz(path)?;
-    expect_magic(&bytes, path, IMAGES_MAGIC, "image")?;
-    let a = parse_idx(&bytes, path)?;
+    parse_images(&read_maybe_gz(path)?, path)
+}
+
+/// Parse the (decompressed) bytes of an idx3 image file; `path` names it in errors.
+pub fn parse_images(bytes: &[u8], path: &Path) -> Result<Images> {
+    expect_magic(bytes, path, IMAGES_MAGIC, "image")?;
+    let a = parse_idx(bytes, path)?;
     Ok(Images { count: a.dims[0], rows: a.dims[1], cols: a.dims[2], pixels: a.data })
 }
 

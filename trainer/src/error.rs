@@ -62,6 +62,16 @@ pub enum Error {
     #[error("cannot merge: {0}")]
     Merge(String),
 
+    /// A retraining run that stopped part way (the device failed, ...),
+    /// with what it saved.
+    #[error("retraining on {device} stopped: {source}; {saved}")]
+    Stopped {
+        device: String,
+        saved: String,
+        #[source]
+        source: Box<Error>,
+    },
+
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }

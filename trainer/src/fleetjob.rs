@@ -304,16 +304,10 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_slice(&text).map_err(|source| Error::Json { path: path.into(), source })
 }
 
-/// Write `text` to `path` atomically: a temp file beside it, then a rename
-/// (its directory is made if missing).
+/// Write `text` to `path` atomically (its directory is made if missing):
+/// [`faultloop_proto::atomic::write_atomic`], with the error naming the file.
 pub fn write_atomic(path: &Path, text: &[u8]) -> Result<()> {
-    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-    }
-    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    faultloop_proto::atomic::write_atomic(path, text).map_err(|e| Error::io(path, e))
 }
 
 /// The accuracy of the checkpoint on a fault-free `spec.device`.

@@ -541,7 +541,7 @@ impl ModelExport {
     pub fn save_json(&self, path: &std::path::Path) -> Result<()> {
         let s = serde_json::to_string(self)
             .map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
-        std::fs::write(path, s).map_err(|e| Error::io(path, e))
+        faultloop_proto::atomic::write_atomic(path, s.as_bytes()).map_err(|e| Error::io(path, e))
     }
 
     pub fn load_json(path: &std::path::Path) -> Result<ModelExport> {

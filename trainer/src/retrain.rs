@@ -404,6 +404,10 @@ struct State {
     /// are in [`BEST_FILE`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     best_held: Vec<Vec<i8>>,
+    /// SHA-256 of `adam.safetensors` as written (absent in older states: not
+    /// checked), so a corrupted optimizer state is refused on resume.
+    #[serde(default)]
+    adam_sha256: Option<String>,
 }
 
 /// `auto`'s choice of weights: the triaged start (the faults the triage
@@ -532,16 +536,22 @@ fn save_state(
         bypass: state.bypass.clone(),
     };
     checkpoint::save_with(&tmp, vs, model, info, Some(&record))?;
-    adam.save(&tmp.join(ADAM_FILE))?;
+    let apath = tmp.join(ADAM_FILE);
+    adam.save(&apath)?;
+    let state = State { adam_sha256: Some(checkpoint::file_sha256(&apath)?), ..state.clone() };
     if let Some(b) = best {
         let bpath = tmp.join(BEST_FILE);
         Tensor::write_safetensors(b, &bpath)
             .map_err(|e| Error::Checkpoint { path: bpath.clone(), msg: e.to_string() })?;
     }
     let spath = tmp.join(STATE_FILE);
-    let text = serde_json::to_string(state)
+    let text = serde_json::to_string(&state)
         .map_err(|source| Error::Json { path: spath.clone(), source })?;
-    std::fs::write(&spath, text).map_err(|e| Error::io(&spath, e))?;
+    faultloop_proto::atomic::write_atomic(&spath, text.as_bytes())
+        .map_err(|e| Error::io(&spath, e))?;
+    // The swap: `tmp` is complete from here on. A kill between the two
+    // renames leaves no `dir` but `old` and a complete `tmp`, which
+    // [`recover_interrupted_save`] finishes.
     let _ = std::fs::remove_dir_all(&old);
     if dir.exists() {
         std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
@@ -554,6 +564,20 @@ fn save_state(
 fn sibling(dir: &Path, tag: &str) -> PathBuf {
     let name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     dir.with_file_name(format!(".{name}.{tag}"))
+}
+
+/// Finish a checkpoint swap that a kill interrupted between its two renames
+/// (see `save_state`): no `dir`, the previous checkpoint in its `old` sibling
+/// and the complete new one in its `saving` sibling. Returns whether it did.
+pub fn recover_interrupted_save(dir: &Path) -> Result<bool> {
+    let (tmp, old) = (sibling(dir, "saving"), sibling(dir, "old"));
+    if dir.exists() || !old.is_dir() || !tmp.is_dir() {
+        return Ok(false);
+    }
+    log::warn!("{}: finishing a checkpoint save that was interrupted", dir.display());
+    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(true)
 }
 
 /// Whether `dir` holds a resumable retraining state.
@@ -590,6 +614,37 @@ pub fn retrain(run: RetrainRun<'_>, progress: &mut dyn FnMut(Progress)) -> Resul
 /// `model:RxC` for `sim:RxC`) for the `auto` triage's measurements; without
 /// one they run on `run.exec`.
 pub fn retrain_with(
+    run: RetrainRun<'_>,
+    twin: Option<&mut DeviceMatmul>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<RetrainReport> {
+    let device = run.exec.device_name().to_string();
+    let ckpt = run.checkpoint.map(Path::to_path_buf);
+    retrain_inner(run, twin, progress).map_err(|source| match &ckpt {
+        // A run that stops (a board unplugged, a link gone) says what it
+        // leaves behind, so the user knows what --resume will continue.
+        Some(dir) => Error::Stopped { device, saved: saved_note(dir), source: Box::new(source) },
+        None => source,
+    })
+}
+
+/// What a stopped run leaves in `dir`, for its error message.
+fn saved_note(dir: &Path) -> String {
+    let steps = std::fs::read(dir.join(STATE_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["totals"]["steps"].as_u64());
+    match steps {
+        Some(s) if has_state(dir) => format!(
+            "the last checkpoint (step {s}) is saved in {}; rerun with --resume to continue \
+             from it",
+            dir.display()
+        ),
+        _ => format!("no checkpoint was saved in {} yet", dir.display()),
+    }
+}
+
+fn retrain_inner(
     run: RetrainRun<'_>,
     mut twin: Option<&mut DeviceMatmul>,
     progress: &mut dyn FnMut(Progress),
@@ -638,6 +693,9 @@ pub fn retrain_with(
     let samples = cfg.samples_per_epoch(train.len());
     let steps_per_epoch = cfg.steps_per_epoch(train.len());
 
+    if let (Some(dir), true) = (ckpt, resume) {
+        recover_interrupted_save(dir)?;
+    }
     let resumed = match ckpt {
         Some(dir) if resume && has_state(dir) => {
             let spath = dir.join(STATE_FILE);
@@ -653,10 +711,26 @@ pub fn retrain_with(
                     ),
                 });
             }
+            // Every part is checked before any is used: the weights against
+            // meta.json's hash, the optimizer state against the state's.
+            checkpoint::verify_weights(dir, &checkpoint::read_meta(dir)?)?;
+            let apath = dir.join(ADAM_FILE);
+            if let Some(want) = &st.adam_sha256 {
+                let got = checkpoint::file_sha256(&apath)?;
+                if &got != want {
+                    return Err(Error::Checkpoint {
+                        path: apath,
+                        msg: format!(
+                            "truncated or corrupted: its SHA-256 is {got}, {STATE_FILE} \
+                             recorded {want}"
+                        ),
+                    });
+                }
+            }
             let wpath = dir.join(checkpoint::WEIGHTS_FILE);
             vs.load(&wpath)
                 .map_err(|e| Error::Checkpoint { path: wpath.clone(), msg: e.to_string() })?;
-            adam.load(&dir.join(ADAM_FILE))?;
+            adam.load(&apath)?;
             if st.held.len() != model.layers().len() {
                 return Err(Error::Checkpoint {
                     path: spath,
@@ -725,6 +799,7 @@ pub fn retrain_with(
                 marks: Vec::new(),
                 selection: Vec::new(),
                 best_held: Vec::new(),
+                adam_sha256: None,
             }
         }
     };
@@ -1022,4 +1097,27 @@ fn used_examples(cfg: &RetrainConfig, train_len: usize, steps: usize) -> Vec<usi
         used.extend_from_slice(&order[..(in_epoch * cfg.batch_size).min(order.len())]);
     }
     used
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_save_killed_between_its_renames_is_finished() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("x.ckpt");
+        let (tmp, old) = (sibling(&dir, "saving"), sibling(&dir, "old"));
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::write(tmp.join(STATE_FILE), "new").unwrap();
+        // Only a partial `saving` (a first save killed): nothing to finish.
+        assert!(!recover_interrupted_save(&dir).unwrap());
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join(STATE_FILE), "old").unwrap();
+        assert!(recover_interrupted_save(&dir).unwrap());
+        assert_eq!(std::fs::read_to_string(dir.join(STATE_FILE)).unwrap(), "new");
+        assert!(!old.exists() && !tmp.exists());
+        // A checkpoint in place is never touched.
+        assert!(!recover_interrupted_save(&dir).unwrap());
+    }
 }

@@ -286,7 +286,7 @@ fn write_plot(path: &Path, map: &ResilienceMap) -> Result<String> {
     } else {
         path.to_path_buf()
     };
-    std::fs::write(&path, map.heatmap_svg())
+    trainer::fleetjob::write_atomic(&path, map.heatmap_svg().as_bytes())
         .with_context(|| format!("writing the heatmap {}", path.display()))?;
     Ok(path.display().to_string())
 }

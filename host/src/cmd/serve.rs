@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// Allow a non-loopback listen address (plain TCP: prefer an SSH tunnel).
     #[arg(long)]
     pub allow_remote: bool,
+    /// Seconds a new connection has to complete its handshake line; a client
+    /// that trickles it slower is dropped.
+    #[arg(long, default_value_t = 5.0)]
+    pub handshake_timeout_s: f64,
 }
 
 /// Serve the device on `--listen` until the process is stopped or the device fails.
@@ -40,7 +44,17 @@ pub fn run(a: ServeArgs, token_file: Option<&Path>) -> Result<()> {
     let token = Token::from_file(token_file)?;
     let spec = a.dev.spec()?;
     let link = link::open(&spec).with_context(|| format!("opening {spec}"))?;
-    let opts = ServeOptions { allow_remote: a.allow_remote, ..ServeOptions::default() };
+    if !(a.handshake_timeout_s.is_finite() && a.handshake_timeout_s > 0.0) {
+        anyhow::bail!(
+            "bad --handshake-timeout-s {}: expected a positive number of seconds",
+            a.handshake_timeout_s
+        );
+    }
+    let opts = ServeOptions {
+        allow_remote: a.allow_remote,
+        handshake_timeout: std::time::Duration::from_secs_f64(a.handshake_timeout_s),
+        ..ServeOptions::default()
+    };
     let server = Server::bind(link, &a.listen, token, opts)?;
     let addr = server.local_addr();
     eprintln!(

@@ -209,10 +209,10 @@ impl FaultMap {
         serde_json::to_string_pretty(self).expect("a fault map always serialises")
     }
 
-    /// Write pretty JSON to `path`.
+    /// Write pretty JSON to `path`, atomically ([`crate::atomic`]).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), FaultMapError> {
         let path = path.as_ref();
-        std::fs::write(path, self.to_json_string() + "\n")
+        crate::atomic::write_atomic(path, (self.to_json_string() + "\n").as_bytes())
             .map_err(|e| FaultMapError::Io { file: format!("'{}'", path.display()), source: e })
     }
 

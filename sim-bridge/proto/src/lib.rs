@@ -18,6 +18,7 @@
 //!   [`layout::WeightAllocator`].
 //! * [`faultmap`] — [`FaultMap`], the JSON fault-map format: parsing,
 //!   validation that names the entry, seeded random maps.
+//! * [`atomic`] — [`atomic::write_atomic`], the one atomic file write.
 //! * [`rng`] — [`Rng`] (SplitMix64), the project's one generator, so a seed
 //!   gives the same data and fault maps everywhere.
 //!
@@ -51,6 +52,7 @@
 //!     "faults": [{"row": 9, "col": 0, "site": "act", "stuck_at_1": 1}]}"#).is_err());
 //! ```
 
+pub mod atomic;
 pub mod faultmap;
 pub mod frame;
 pub mod layout;

@@ -101,7 +101,9 @@ pub enum BridgeError {
 pub struct ServeOptions {
     /// Allow a listen address that is not loopback (default false).
     pub allow_remote: bool,
-    /// Time a new connection has to send its handshake line (default 5 s).
+    /// Time a new connection has to send its whole handshake line (default
+    /// 5 s): a deadline from the accept, not a per-read timeout, so a client
+    /// trickling one byte a second (slowloris) is dropped when it passes.
     pub handshake_timeout: Duration,
     /// A partial request frame followed by this much silence is dropped
     /// (device rule 4; default 2 s).
@@ -405,12 +407,22 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
     ) || e.raw_os_error().is_some_and(|c| c == 24 || c == 23) // EMFILE, ENFILE
 }
 
-/// Read the handshake line. Returns the line (without `\n`) and any bytes
-/// that followed it.
-fn read_handshake(stream: &mut TcpStream) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+/// Read the handshake line before `deadline`. Returns the line (without
+/// `\n`) and any bytes that followed it; `TimedOut` once the deadline passes,
+/// however the bytes trickle in.
+fn read_handshake(
+    stream: &mut TcpStream,
+    deadline: Instant,
+) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 512];
     loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no handshake in time"));
+        }
+        // Each read waits only for what is left of the whole deadline.
+        stream.set_read_timeout(Some(left))?;
         let n = match stream.read(&mut chunk) {
             Ok(0) => return Ok(None),
             Ok(n) => n,
@@ -453,11 +465,11 @@ fn lock_slot(m: &Mutex<Forwarder>) -> Option<MutexGuard<'_, Forwarder>> {
 }
 
 fn connection(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, id: u64) {
+    let deadline = Instant::now() + shared.opts.handshake_timeout;
     let active = shared.active.fetch_add(1, Ordering::SeqCst) + 1;
     let _guard = ActiveGuard(&shared.active);
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
-    let _ = stream.set_read_timeout(Some(shared.opts.handshake_timeout));
     let refuse = |stream: &mut TcpStream, why: &str| {
         shared.stats.refused.fetch_add(1, Ordering::Relaxed);
         log::warn!("refusing {peer}: {why}");
@@ -468,7 +480,7 @@ fn connection(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, id: 
         refuse(&mut stream, "too many connections");
         return;
     }
-    let (line, rest) = match read_handshake(&mut stream) {
+    let (line, rest) = match read_handshake(&mut stream, deadline) {
         Ok(Some(x)) => x,
         Ok(None) => return,
         Err(e) => {
