@@ -48,7 +48,7 @@ pub enum VerifyError {
     Open {
         device: String,
         #[source]
-        source: LinkError,
+        source: Box<LinkError>,
     },
     /// A device's INFO could not be read (to learn its array size).
     #[error("reading INFO of {device}: {source}")]
@@ -209,7 +209,7 @@ fn is_sim(s: &DeviceSpec) -> bool {
 
 fn open_link(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Box<dyn Link>, VerifyError> {
     open::open_with(spec, opts)
-        .map_err(|source| VerifyError::Open { device: spec.to_string(), source })
+        .map_err(|e| VerifyError::Open { device: spec.to_string(), source: Box::new(e) })
 }
 
 /// The array size a device reports.
