@@ -11,6 +11,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use faultloop_device::handshake::Token;
 use faultloop_device::open::OpenOptions;
+use faultloop_device::trace::{Trace, TraceWindow};
 
 mod cmd;
 mod output;
@@ -25,6 +26,14 @@ struct Cli {
     /// and for `serve` the token clients must present.
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
+    /// Record an FST waveform of every sim device the command opens (the
+    /// second and later ones as FILE.1.fst, ...; default $FAULTLOOP_TRACE).
+    #[arg(long, global = true, value_name = "FILE.fst")]
+    trace: Option<PathBuf>,
+    /// Clock cycles the waveform records, START:END, either may be empty
+    /// (default $FAULTLOOP_TRACE_WINDOW, else all).
+    #[arg(long, global = true, value_name = "START:END")]
+    trace_window: Option<TraceWindow>,
 }
 
 #[derive(Subcommand)]
@@ -57,6 +66,8 @@ enum Cmd {
     Demo(cmd::demo::DemoArgs),
     /// Virtual board: the Verilated UART top behind a pseudo-terminal (prints its path).
     Board(cmd::board::BoardArgs),
+    /// RTL against the golden model on random request programs, byte for byte (CI regression).
+    Verify(cmd::verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,13 +99,47 @@ fn run(cli: Cli) -> Result<()> {
     if let (Some(f), false) = (&cli.token_file, matches!(cli.cmd, Cmd::Serve(_))) {
         open.token = Some(Token::from_file(f)?);
     }
-    match cli.cmd {
+    // One trace for the whole process: devices are opened deep inside
+    // library code (fleets, resilience maps) too.
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let trace = cli.trace.clone().or_else(|| env("FAULTLOOP_TRACE").map(PathBuf::from));
+    let trace_window = match (cli.trace_window, env("FAULTLOOP_TRACE_WINDOW")) {
+        (Some(w), _) => Some(w),
+        (None, Some(v)) => Some(
+            v.to_string_lossy()
+                .parse::<TraceWindow>()
+                .map_err(|e| anyhow::anyhow!("FAULTLOOP_TRACE_WINDOW: {e}"))?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(path) = &trace {
+        if matches!(cli.cmd, Cmd::Verify(_)) {
+            anyhow::bail!(
+                "--trace {}: verify writes the failing case's waveform into --trace-dir instead",
+                path.display()
+            );
+        }
+        let window = trace_window.unwrap_or_default();
+        faultloop_device::trace::set_process_trace(Some(Trace { path: path.clone(), window }));
+    } else if trace_window.is_some() {
+        anyhow::bail!("--trace-window needs --trace FILE.fst");
+    }
+    let result = dispatch(cli.cmd, &open, cli.token_file.as_deref());
+    for w in faultloop_device::trace::written() {
+        eprintln!("waveform {}", w.display());
+    }
+    result
+}
+
+fn dispatch(cmd: Cmd, open: &OpenOptions, token_file: Option<&std::path::Path>) -> Result<()> {
+    let open = open.clone();
+    match cmd {
         Cmd::Info(a) => cmd::info::run(a, &open),
         Cmd::Characterize(a) => cmd::characterize::run(a, &open),
         Cmd::Faults(c) => cmd::faults::run(c),
         Cmd::Matmul(a) => cmd::matmul::run(a, &open),
         Cmd::Bench(a) => cmd::bench::run(a),
-        Cmd::Serve(a) => cmd::serve::run(a, cli.token_file.as_deref()),
+        Cmd::Serve(a) => cmd::serve::run(a, token_file),
         Cmd::Pretrain(a) => cmd::pretrain::run(a),
         Cmd::Eval(a) => cmd::eval::run(a, &open),
         Cmd::Retrain(a) => cmd::retrain::run(a, &open),
@@ -102,6 +147,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Resilience(c) => cmd::resilience::run(c),
         Cmd::Demo(a) => cmd::demo::run(a, &open),
         Cmd::Board(a) => cmd::board::run(a),
+        Cmd::Verify(a) => cmd::verify::run(a, &open),
     }
 }
 

@@ -81,6 +81,10 @@ fn main() {
         let mut cmd = Command::new(&verilator);
         cmd.args(["--cc", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert"])
             .args(["-MAKEFLAGS", "OPT_FAST=-O3", "-MAKEFLAGS", "OPT_GLOBAL=-O3"])
+            // Waveforms on demand (`--trace FILE.fst`): the trace code only
+            // runs once csrc/shim.cpp opens a file; untraced runs pay one flag
+            // store per eval (measured in docs/results.md).
+            .arg("--trace-fst")
             .args(["--prefix", prefix, "--top-module", "dla_sim_top"])
             .arg(format!("-GArrayRows={r}"))
             .arg(format!("-GArrayCols={c}"))
@@ -98,6 +102,7 @@ fn main() {
         if i == 0 {
             targets.push("verilated.o".into());
             targets.push("verilated_threads.o".into());
+            targets.push("verilated_fst_c.o".into());
         }
         let mut mk = Command::new("make");
         mk.current_dir(&mdir)
@@ -213,6 +218,8 @@ fn main() {
     println!("cargo:rustc-link-search=native={}", out.display());
     println!("cargo:rustc-link-lib=static=faultloop_dla");
     println!("cargo:rustc-link-lib=dylib=stdc++");
+    // The FST writer (verilated_fst_c.o) compresses with zlib.
+    println!("cargo:rustc-link-lib=dylib=z");
 }
 
 /// The source files of `dla_core` in compile order, relative to `rtl/`: the

@@ -17,44 +17,22 @@ pub fn roundtrip(link: &mut dyn Link, request: &[u8]) -> Result<Vec<u8>, String>
     read_reply(link, REPLY_TIMEOUT)
 }
 
-/// Read one whole reply frame (raw bytes) within `timeout`.
+/// Read one whole reply frame (raw bytes) within `timeout` (garbage
+/// before the reply sync byte or bytes after it are an error: devices never
+/// send any). The reader is faultloop-device's, the one `faultloop verify` uses.
 pub fn read_reply(link: &mut dyn Link, timeout: Duration) -> Result<Vec<u8>, String> {
-    let deadline = Instant::now() + timeout;
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 1 << 16];
-    loop {
-        match decode(&buf, REPLY_SYNC, usize::MAX / 2) {
-            Decoded::Frame { consumed, .. } => {
-                if consumed != buf.len() {
-                    return Err(format!(
-                        "{}: {} unexpected bytes after the reply",
-                        link.name(),
-                        buf.len() - consumed
-                    ));
-                }
-                return Ok(buf);
-            }
-            Decoded::Skip { reason, .. } => {
-                return Err(format!(
-                    "{}: bad reply bytes ({reason:?}): {:02x?}",
-                    link.name(),
-                    head(&buf)
-                ))
-            }
-            Decoded::Incomplete => {}
+    let name = link.name().to_string();
+    let buf = faultloop_device::verify::diff::read_reply(link, timeout)
+        .map_err(|e| format!("{name}: {e}"))?;
+    match decode(&buf, REPLY_SYNC, usize::MAX / 2) {
+        Decoded::Frame { consumed, .. } if consumed == buf.len() => Ok(buf),
+        Decoded::Frame { consumed, .. } => {
+            Err(format!("{name}: {} unexpected bytes after the reply", buf.len() - consumed))
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(format!(
-                "{}: no complete reply within {timeout:?} (got {:02x?})",
-                link.name(),
-                head(&buf)
-            ));
+        Decoded::Skip { reason, .. } => {
+            Err(format!("{name}: bad reply bytes ({reason:?}): {:02x?}", head(&buf)))
         }
-        let n = link
-            .recv(&mut chunk, deadline - now)
-            .map_err(|e| format!("{}: recv: {e}", link.name()))?;
-        buf.extend_from_slice(&chunk[..n]);
+        Decoded::Incomplete => Err(format!("{name}: incomplete reply {:02x?}", head(&buf))),
     }
 }
 
@@ -92,31 +70,11 @@ pub fn byte_diff(what: &str, expected: &[u8], got: &[u8]) -> String {
     )
 }
 
-/// Random int8 bytes.
-pub fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
-    let mut v = vec![0i8; n];
-    rng.fill_i8(&mut v);
-    v.into_iter().map(|x| x as u8).collect()
-}
+pub use faultloop_device::verify::program::{random_bytes, random_masks};
 
 /// Array sizes of the in-process Verilated models built into this binary.
 pub fn sim_sizes() -> Vec<(usize, usize)> {
     faultloop_verilated::sim_sizes()
-}
-
-/// Random stuck-at masks for a site `width` bits wide: 1..=`max_bits` random
-/// bits, each stuck at 0 or 1 (never both).
-pub fn random_masks(rng: &mut Rng, width: u32, max_bits: u64) -> (u32, u32) {
-    let (mut sa0, mut sa1) = (0u32, 0u32);
-    for _ in 0..1 + rng.below(max_bits) {
-        let bit = 1u32 << rng.below(width as u64);
-        if rng.below(2) == 0 {
-            sa0 |= bit;
-        } else {
-            sa1 |= bit;
-        }
-    }
-    (sa0 & !sa1, sa1)
 }
 
 /// The small job inputs the fleet-scale CLI tests share: a synthetic

@@ -55,8 +55,8 @@ pub enum Error {
     List { what: &'static str, input: String, msg: String },
 
     /// A malformed `--shard i/n`.
-    #[error("bad --shard `{input}`: {msg}")]
-    Shard { input: String, msg: String },
+    #[error(transparent)]
+    Shard(#[from] faultloop_device::shard::ShardError),
 
     /// Shard or job files that do not add up to one resilience map.
     #[error("cannot merge: {0}")]

@@ -101,44 +101,7 @@ pub fn parse_rates(s: &str) -> Result<Vec<f64>> {
 
 /// `--shard i/n`: this run does the jobs whose number is `i` mod `n` (the
 /// resilience map's chips here, the fleet's groups in [`crate::fleet`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl Shard {
-    /// Every job: an unsharded run.
-    pub const ALL: Shard = Shard { index: 0, count: 1 };
-
-    /// Whether job `k` is this shard's.
-    pub fn owns(self, k: usize) -> bool {
-        k % self.count == self.index
-    }
-}
-
-impl std::str::FromStr for Shard {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Shard> {
-        let bad = |msg: &str| Error::Shard { input: s.into(), msg: msg.into() };
-        let (i, n) = s.split_once('/').ok_or_else(|| bad("expected INDEX/COUNT, e.g. 0/4"))?;
-        let index = i.trim().parse().map_err(|_| bad("the index is not a whole number"))?;
-        let count: usize = n.trim().parse().map_err(|_| bad("the count is not a whole number"))?;
-        if count == 0 {
-            return Err(bad("the count must be at least 1"));
-        }
-        if index >= count {
-            return Err(bad("the index must be below the count (shards are 0-based)"));
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
+pub use faultloop_device::shard::Shard;
 
 /// Everything that determines a map: two shards merge only if theirs agree.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

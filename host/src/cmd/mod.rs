@@ -24,6 +24,7 @@ pub mod pretrain;
 pub mod resilience;
 pub mod retrain;
 pub mod serve;
+pub mod verify;
 
 /// `--device`.
 #[derive(Args, Clone)]

@@ -14,6 +14,10 @@
 //! * `serve` (feature `serve`) — the daemons: the TCP bridge server, the
 //!   pseudo-terminal server (virtual boards), the link-fault proxy.
 //! * `testing` (feature `testkit`) — the soak harness.
+//! * [`trace`] — FST waveforms of `sim` devices ([`OpenOptions::trace`]).
+//! * [`verify`] — the RTL-vs-model differential regression behind
+//!   `faultloop verify`: random request programs, byte-for-byte replies,
+//!   shrinking, replay files, JUnit reports; [`shard`] splits it.
 //!
 //! Features: `sim` (default) links the Verilated RTL through
 //! faultloop-verilated (needs Verilator); without it `sim` device strings are
@@ -78,8 +82,11 @@ pub mod open;
 mod reply;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod shard;
 #[cfg(feature = "testkit")]
 pub mod testing;
+pub mod trace;
+pub mod verify;
 
 pub use client::{ApplyError, ClientOptions, Device, DeviceError};
 /// The Verilated models (`sim`, the virtual UART board), with feature `sim`.

@@ -24,6 +24,7 @@ use crate::handshake::Token;
 use crate::links::chip::{ChipError, ChipLink, HiddenDefects};
 use crate::links::serial::{SerialError, SerialLink, SerialOptions};
 use crate::links::tcp::{TcpError, TcpLink, DEFAULT_CONNECT_TIMEOUT};
+use crate::trace::Trace;
 
 /// Array size used when a device string gives none.
 pub const DEFAULT_ROWS: usize = 16;
@@ -332,6 +333,10 @@ pub struct OpenOptions {
     pub connect_timeout: Option<Duration>,
     /// Serial port settings for `serial:`.
     pub serial: SerialOptions,
+    /// Record an FST waveform of every `sim` device opened (chips made of
+    /// one included); unset, the process-wide trace of
+    /// [`crate::trace::set_process_trace`] applies. Other devices ignore it.
+    pub trace: Option<Trace>,
 }
 
 impl OpenOptions {
@@ -364,8 +369,16 @@ pub fn open_with(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Box<dyn Link>,
     match spec {
         #[cfg(feature = "sim")]
         DeviceSpec::Sim { rows, cols } => {
-            let link = faultloop_verilated::SimLink::open(*rows, *cols)
-                .map_err(|source| LinkError::Sim { device: spec.to_string(), source })?;
+            use faultloop_verilated::SimLink;
+            let link = match opts.trace.clone().or_else(crate::trace::process_trace) {
+                Some(t) => {
+                    let path = t.claim_path();
+                    log::info!("{spec}: waveform of cycles {} into {}", t.window, path.display());
+                    SimLink::open_traced(*rows, *cols, &path, t.window.start..t.window.end)
+                }
+                None => SimLink::open(*rows, *cols),
+            }
+            .map_err(|source| LinkError::Sim { device: spec.to_string(), source })?;
             Ok(Box::new(link))
         }
         #[cfg(not(feature = "sim"))]

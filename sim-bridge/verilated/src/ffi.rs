@@ -23,6 +23,12 @@ mod sys {
         pub fn dla_read(h: *mut c_void, buf: *mut u8, n: usize) -> usize;
         pub fn dla_quiescent(h: *mut c_void) -> i32;
         pub fn dla_total_cycles(h: *mut c_void) -> u64;
+        pub fn dla_trace_open(
+            h: *mut c_void,
+            path: *const std::os::raw::c_char,
+            start: u64,
+            end: u64,
+        ) -> i32;
 
         pub fn dla_uart_sizes(rows: *mut u32, cols: *mut u32, max: usize) -> usize;
         pub fn dla_uart_new(rows: u32, cols: u32, cpb: u32) -> *mut c_void;
@@ -175,6 +181,16 @@ impl Model {
     pub(crate) fn total_cycles(&self) -> u64 {
         // SAFETY: valid handle owned by self.
         unsafe { (self.ops.total_cycles)(self.h.as_ptr()) }
+    }
+
+    /// Attach an FST writer to a sim top: cycles `start..end` (counted like
+    /// [`Model::total_cycles`]) go to `path`. False if the file cannot be
+    /// opened or a trace is already attached.
+    pub(crate) fn sim_trace_open(&mut self, path: &std::ffi::CStr, start: u64, end: u64) -> bool {
+        assert!(std::ptr::eq(self.ops, &SIM), "only the sim tops are traced");
+        // SAFETY: valid sim handle owned by self; `path` is NUL-terminated and
+        // only read during the call.
+        unsafe { sys::dla_trace_open(self.h.as_ptr(), path.as_ptr(), start, end) == 0 }
     }
 
     /// Write a hidden defect through a UART top's defect port.

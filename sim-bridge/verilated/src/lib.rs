@@ -5,6 +5,8 @@
 //! * [`SimLink`] — `dla_sim_top` (8-byte stream port) as a
 //!   [`Link`](faultloop_proto::Link): `sim`, `sim:RxC`, and the iCE40
 //!   bitstream's exact core configuration ([`SimLink::open_ice40`]).
+//!   With [`SimLink::open_traced`] it records an FST waveform (a time
+//!   window of clock cycles).
 //! * [`UartSim`] — `dla_uart_top` driven bit by bit through its RX/TX pins
 //!   (the virtual board), with hidden defects written through its defect port
 //!   ([`UartSim::apply_hidden`]).

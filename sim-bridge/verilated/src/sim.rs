@@ -6,7 +6,10 @@
 //! queues bytes, `recv` lets the model run in chunks of cycles until reply
 //! bytes come out, so no byte crosses the FFI on its own.
 
+use std::ffi::CString;
 use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use faultloop_proto::Link;
@@ -23,6 +26,9 @@ pub enum SimError {
     /// No model of that array size was compiled into this build.
     #[error("no Verilated model of size {rows}x{cols} in this build (built: {built})")]
     NotBuilt { rows: usize, cols: usize, built: String },
+    /// The waveform file could not be created.
+    #[error("waveform {}: {problem}", path.display())]
+    Trace { path: PathBuf, problem: String },
 }
 
 /// The array sizes (rows, cols) compiled into this build
@@ -50,6 +56,35 @@ impl SimLink {
             Some(model) => Ok(SimLink { model, name: format!("sim:{rows}x{cols}") }),
             None => Err(not_built()),
         }
+    }
+
+    /// [`SimLink::open`] recording an FST waveform of the clock cycles in
+    /// `window` (counted like [`SimLink::total_cycles`]: 0 is the first cycle
+    /// after reset) into `path` (created or truncated; complete once the link is
+    /// dropped). It holds every signal of the design: the top's ports and,
+    /// under `dla_core`, the array's PEs with their partial sums. Time is 10
+    /// units per clock cycle: cycle n at 10n, its rising edge at 10n + 5.
+    pub fn open_traced(
+        rows: usize,
+        cols: usize,
+        path: &Path,
+        window: Range<u64>,
+    ) -> Result<SimLink, SimError> {
+        let mut link = SimLink::open(rows, cols)?;
+        link.trace(path, window)?;
+        Ok(link)
+    }
+
+    fn trace(&mut self, path: &Path, window: Range<u64>) -> Result<(), SimError> {
+        let err = |problem: String| SimError::Trace { path: path.to_path_buf(), problem };
+        // Create the file here first: the FST writer reports no cause.
+        std::fs::File::create(path).map_err(|e| err(e.to_string()))?;
+        let c = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| err("the path holds a NUL byte".into()))?;
+        if !self.model.sim_trace_open(&c, window.start, window.end) {
+            return Err(err("the FST writer could not open it".into()));
+        }
+        Ok(())
     }
 
     /// Open a fresh, reset instance of the iCE40 bitstream's core

@@ -1,0 +1,513 @@
+//! The RTL-vs-model differential regression as a product (`faultloop
+//! verify`): random request programs ([`program`]) go to a device under
+//! test and to a reference (by default the device's golden-model twin), and
+//! every reply must be byte-identical.
+//!
+//! Case `k` of a run with seed `S` is the program of seed
+//! [`program::case_seed`]`(S, k)`, on freshly opened devices, so it is the
+//! same in every shard ([`Shard`]: case `k` belongs to shard `k mod n`) and
+//! on every machine. The run stops at the first mismatch: it shrinks the
+//! program to a shortest request sequence that still differs (greedy
+//! removal of ever smaller chunks), writes it as a replayable case file
+//! ([`case::CaseFile`], [`replay`]), records an FST waveform of it when the
+//! device is the Verilated RTL, and names the first differing reply field
+//! ([`diff::first_difference`], e.g. `MATMUL reply row 3 col 1: sim 1234,
+//! model 1230`). [`junit::junit_xml`] renders the report for CI.
+
+pub mod case;
+pub mod diff;
+pub mod junit;
+pub mod program;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use faultloop_proto::rng::Rng;
+use faultloop_proto::Link;
+use serde::Serialize;
+
+use crate::client::{Device, DeviceError};
+use crate::open::{self, DeviceSpec, LinkError, OpenOptions};
+use crate::shard::Shard;
+use crate::trace::Trace;
+use case::{CaseFile, CaseRequest, CASE_FORMAT};
+use diff::{exchange, first_difference, FieldDiff, Reply};
+use program::{case_seed, random_program, summary, Program};
+
+/// How long either side may take to answer one request.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Most programs one shrink runs (each on fresh devices).
+const MAX_SHRINK_RUNS: usize = 4000;
+
+/// Errors that stop a run (a mismatch is a result, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A device could not be opened.
+    #[error("opening {device}: {source}")]
+    Open {
+        device: String,
+        #[source]
+        source: Box<LinkError>,
+    },
+    /// A device's INFO could not be read (to learn its array size).
+    #[error("reading INFO of {device}: {source}")]
+    Info {
+        device: String,
+        #[source]
+        source: Box<DeviceError>,
+    },
+    /// The two devices have different arrays: their replies cannot agree.
+    #[error("{device} is a {a} array but {against} is {b}: verify compares devices of one size")]
+    Sizes { device: String, against: String, a: String, b: String },
+    /// A case file that cannot be read, parsed or written.
+    #[error("case file {}: {problem}", path.display())]
+    CaseFile { path: PathBuf, problem: String },
+    /// A directory for the failing case could not be made.
+    #[error("{}: {source}", path.display())]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What one run does.
+#[derive(Clone, Debug)]
+pub struct VerifyConfig {
+    /// The device under test (e.g. `sim:8x8`).
+    pub device: DeviceSpec,
+    /// The reference (e.g. `model:8x8`).
+    pub against: DeviceSpec,
+    /// Cases of the whole (unsharded) run.
+    pub cases: usize,
+    pub seed: u64,
+    pub shard: Shard,
+    /// Where the failing case's file goes (created on failure).
+    pub case_dir: PathBuf,
+    /// Where its waveform goes (`None`: `case_dir`).
+    pub trace_dir: Option<PathBuf>,
+}
+
+/// A case's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaseStatus {
+    Passed,
+    Failed,
+    /// Not run: an earlier case of this shard failed.
+    Skipped,
+}
+
+/// One case of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseResult {
+    pub case: usize,
+    pub case_seed: u64,
+    pub requests: usize,
+    /// FNV-1a (64 bit, hex) over every reply of the device under test: equal
+    /// digests, equal replies (shards are checked against unsharded runs
+    /// with it).
+    pub reply_digest: String,
+    pub seconds: f64,
+    pub status: CaseStatus,
+}
+
+/// The first mismatch of a run, shrunk.
+#[derive(Clone, Debug, Serialize)]
+pub struct Failure {
+    pub case: usize,
+    pub case_seed: u64,
+    /// The whole line: case, request and field.
+    pub message: String,
+    /// The differing field and its two values.
+    pub field: String,
+    pub device_value: String,
+    pub against_value: String,
+    /// The first differing request of the original program.
+    pub first_request: usize,
+    pub original_requests: usize,
+    /// The shrunk program and its differing request (the last).
+    pub shrunk_requests: Vec<String>,
+    pub shrink_runs: usize,
+    pub case_file: PathBuf,
+    /// The waveform of the shrunk case, or why there is none.
+    pub waveform: Option<PathBuf>,
+    pub waveform_note: Option<String>,
+}
+
+impl Failure {
+    /// Several lines for logs and JUnit: the shrunk program and the files.
+    pub fn details(&self) -> String {
+        let mut s = format!(
+            "{}\nfirst differing request of the original program: {} of {}\nshrunk to {} requests ({} runs):\n",
+            self.message,
+            self.first_request,
+            self.original_requests,
+            self.shrunk_requests.len(),
+            self.shrink_runs
+        );
+        for (i, r) in self.shrunk_requests.iter().enumerate() {
+            s.push_str(&format!("  {i}: {r}\n"));
+        }
+        s.push_str(&format!("replay: faultloop verify --replay {}\n", self.case_file.display()));
+        match (&self.waveform, &self.waveform_note) {
+            (Some(w), _) => s.push_str(&format!("waveform: {}\n", w.display())),
+            (None, Some(n)) => s.push_str(&format!("waveform: none ({n})\n")),
+            (None, None) => {}
+        }
+        s
+    }
+}
+
+/// A whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    pub device: String,
+    pub against: String,
+    pub seed: u64,
+    /// Cases of the unsharded run; this shard's are in `cases`.
+    pub cases_total: usize,
+    pub shard: Shard,
+    pub cases: Vec<CaseResult>,
+    /// Requests sent to each side, shrinking excluded.
+    pub requests: usize,
+    pub seconds: f64,
+    /// Cases run per second of wall time (shrinking excluded).
+    pub cases_per_s: f64,
+    pub passed: bool,
+    pub failure: Option<Failure>,
+}
+
+/// Short names for messages: `sim`, `model`, `board`, `bridge` (`device`
+/// and `against` when both are of one kind).
+pub fn side_names(device: &DeviceSpec, against: &DeviceSpec) -> (&'static str, &'static str) {
+    fn kind(s: &DeviceSpec) -> &'static str {
+        match s {
+            DeviceSpec::Sim { .. } => "sim",
+            DeviceSpec::Model { .. } => "model",
+            DeviceSpec::Serial { .. } => "board",
+            DeviceSpec::Tcp { .. } => "bridge",
+            DeviceSpec::Chip { base, .. } => kind(base),
+        }
+    }
+    let (a, b) = (kind(device), kind(against));
+    if a == b {
+        ("device", "against")
+    } else {
+        (a, b)
+    }
+}
+
+fn is_sim(s: &DeviceSpec) -> bool {
+    match s {
+        DeviceSpec::Sim { .. } => true,
+        DeviceSpec::Chip { base, .. } => is_sim(base),
+        _ => false,
+    }
+}
+
+fn open_link(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Box<dyn Link>, VerifyError> {
+    open::open_with(spec, opts)
+        .map_err(|e| VerifyError::Open { device: spec.to_string(), source: Box::new(e) })
+}
+
+/// The array size a device reports.
+fn array_of(spec: &DeviceSpec, opts: &OpenOptions) -> Result<(usize, usize), VerifyError> {
+    let info = |source| VerifyError::Info { device: spec.to_string(), source: Box::new(source) };
+    let mut d = Device::new(open_link(spec, opts)?);
+    let i = d.info().map_err(info)?;
+    Ok((i.rows, i.cols))
+}
+
+/// One program on a fresh pair of devices.
+struct RunOutcome {
+    /// The first differing request and field.
+    diff: Option<(usize, FieldDiff)>,
+    digest: u64,
+}
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    h
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn run_program(
+    device: &DeviceSpec,
+    against: &DeviceSpec,
+    opts: &OpenOptions,
+    against_opts: &OpenOptions,
+    prog: &Program,
+) -> Result<RunOutcome, VerifyError> {
+    let mut a = open_link(device, opts)?;
+    let mut b = open_link(against, against_opts)?;
+    let mut digest = FNV_OFFSET;
+    for (i, req) in prog.requests.iter().enumerate() {
+        let frame = prog.frame(i);
+        let ra: Reply = exchange(a.as_mut(), &frame, REPLY_TIMEOUT);
+        let rb: Reply = exchange(b.as_mut(), &frame, REPLY_TIMEOUT);
+        digest = match &ra {
+            Ok(bytes) => fnv(digest, bytes),
+            Err(e) => fnv(digest, e.as_bytes()),
+        };
+        if let Some(d) = first_difference(req, &ra, &rb) {
+            return Ok(RunOutcome { diff: Some((i, d)), digest });
+        }
+    }
+    Ok(RunOutcome { diff: None, digest })
+}
+
+/// Options without a waveform: cases and shrink runs are never traced.
+fn untraced(opts: &OpenOptions) -> OpenOptions {
+    OpenOptions { trace: None, ..opts.clone() }
+}
+
+/// Run the regression. `on_case` sees each case as it finishes (progress).
+pub fn run(
+    cfg: &VerifyConfig,
+    opts: &OpenOptions,
+    on_case: &mut dyn FnMut(&CaseResult),
+) -> Result<VerifyReport, VerifyError> {
+    let opts = untraced(opts);
+    let (rows, cols) = array_of(&cfg.device, &opts)?;
+    let b = array_of(&cfg.against, &opts)?;
+    if (rows, cols) != b {
+        return Err(VerifyError::Sizes {
+            device: cfg.device.to_string(),
+            against: cfg.against.to_string(),
+            a: format!("{rows}x{cols}"),
+            b: format!("{}x{}", b.0, b.1),
+        });
+    }
+    let start = Instant::now();
+    let mut cases = Vec::new();
+    let mut requests = 0;
+    let mut failed: Option<(usize, u64, Program, usize, FieldDiff)> = None;
+    for k in (0..cfg.cases).filter(|&k| cfg.shard.owns(k)) {
+        let seed = case_seed(cfg.seed, k);
+        if failed.is_some() {
+            let c = CaseResult {
+                case: k,
+                case_seed: seed,
+                requests: 0,
+                reply_digest: String::new(),
+                seconds: 0.0,
+                status: CaseStatus::Skipped,
+            };
+            on_case(&c);
+            cases.push(c);
+            continue;
+        }
+        let prog = random_program(&mut Rng::new(seed), rows, cols);
+        let t = Instant::now();
+        let out = run_program(&cfg.device, &cfg.against, &opts, &opts, &prog)?;
+        let sent = out.diff.as_ref().map_or(prog.requests.len(), |(i, _)| i + 1);
+        requests += sent;
+        let c = CaseResult {
+            case: k,
+            case_seed: seed,
+            requests: sent,
+            reply_digest: format!("{:016x}", out.digest),
+            seconds: t.elapsed().as_secs_f64(),
+            status: if out.diff.is_some() { CaseStatus::Failed } else { CaseStatus::Passed },
+        };
+        on_case(&c);
+        cases.push(c);
+        if let Some((i, d)) = out.diff {
+            failed = Some((k, seed, prog, i, d));
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let run_cases = cases.iter().filter(|c| c.status != CaseStatus::Skipped).count();
+    let failure = match failed {
+        None => None,
+        Some((k, seed, prog, first, d)) => Some(failure(cfg, &opts, k, seed, &prog, first, d)?),
+    };
+    Ok(VerifyReport {
+        device: cfg.device.to_string(),
+        against: cfg.against.to_string(),
+        seed: cfg.seed,
+        cases_total: cfg.cases,
+        shard: cfg.shard,
+        cases,
+        requests,
+        seconds,
+        cases_per_s: run_cases as f64 / seconds.max(1e-9),
+        passed: failure.is_none(),
+        failure,
+    })
+}
+
+/// Shrink `prog` (first differing at request `first`) to a shortest
+/// sequence that still differs: greedily drop chunks, halving the chunk
+/// size until single requests cannot go either. Returns the program, the
+/// differing field of its last request, and the programs run.
+fn shrink(
+    cfg: &VerifyConfig,
+    opts: &OpenOptions,
+    prog: &Program,
+    first: usize,
+    diff0: FieldDiff,
+) -> Result<(Program, FieldDiff, usize), VerifyError> {
+    let mut runs = 0;
+    let test = |keep: &[usize], runs: &mut usize| {
+        *runs += 1;
+        run_program(&cfg.device, &cfg.against, opts, opts, &prog.subset(keep)).map(|o| o.diff)
+    };
+    let mut keep: Vec<usize> = (0..=first).collect();
+    let Some(mut best) = test(&keep, &mut runs)? else {
+        // It did not differ again on fresh devices: report it unshrunk.
+        return Ok((prog.subset(&keep), diff0, runs));
+    };
+    keep.truncate(best.0 + 1);
+    let mut chunk = keep.len().div_ceil(2).max(1);
+    loop {
+        let mut changed = false;
+        let mut i = 0;
+        while i < keep.len() && runs < MAX_SHRINK_RUNS {
+            let end = (i + chunk).min(keep.len());
+            let cand: Vec<usize> = keep[..i].iter().chain(&keep[end..]).copied().collect();
+            if !cand.is_empty() {
+                if let Some((j, d)) = test(&cand, &mut runs)? {
+                    keep = cand[..=j].to_vec();
+                    best = (j, d);
+                    changed = true;
+                    continue;
+                }
+            }
+            i += chunk;
+        }
+        if !changed {
+            if chunk == 1 || runs >= MAX_SHRINK_RUNS {
+                break;
+            }
+            chunk = chunk.div_ceil(2);
+        }
+    }
+    Ok((prog.subset(&keep), best.1, runs))
+}
+
+/// Shrink the failing case, write its file and waveform, and describe it.
+fn failure(
+    cfg: &VerifyConfig,
+    opts: &OpenOptions,
+    k: usize,
+    seed: u64,
+    prog: &Program,
+    first: usize,
+    diff0: FieldDiff,
+) -> Result<Failure, VerifyError> {
+    let (small, diff, runs) = shrink(cfg, opts, prog, first, diff0)?;
+    let (dn, an) = side_names(&cfg.device, &cfg.against);
+    let last = small.requests.len() - 1;
+    let message = format!(
+        "case {k} (seed {seed:#x}), request {last} of the shrunk program, {}: {}",
+        summary(&small.requests[last]),
+        diff.describe(dn, an)
+    );
+    std::fs::create_dir_all(&cfg.case_dir)
+        .map_err(|source| VerifyError::Dir { path: cfg.case_dir.clone(), source })?;
+    let case_file = cfg.case_dir.join(format!("case-{k}.json"));
+    CaseFile {
+        format: CASE_FORMAT.into(),
+        device: cfg.device.to_string(),
+        against: cfg.against.to_string(),
+        seed: cfg.seed,
+        case: k,
+        case_seed: seed,
+        seq0: small.seq0,
+        requests: small.requests.iter().map(CaseRequest::from).collect(),
+        mismatch: Some(message.clone()),
+    }
+    .save(&case_file)?;
+    let (waveform, waveform_note) = if is_sim(&cfg.device) {
+        let dir = cfg.trace_dir.clone().unwrap_or_else(|| cfg.case_dir.clone());
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| VerifyError::Dir { path: dir.clone(), source })?;
+        let path = dir.join(format!("case-{k}.fst"));
+        let traced = OpenOptions { trace: Some(Trace::new(&path)), ..opts.clone() };
+        let again = run_program(&cfg.device, &cfg.against, &traced, opts, &small)?;
+        let note = again.diff.is_none().then(|| "the traced run did not differ".to_string());
+        (Some(path), note)
+    } else {
+        (None, Some(format!("{} is not a Verilated device", cfg.device)))
+    };
+    Ok(Failure {
+        case: k,
+        case_seed: seed,
+        message,
+        field: diff.field,
+        device_value: diff.device,
+        against_value: diff.against,
+        first_request: first,
+        original_requests: prog.requests.len(),
+        shrunk_requests: small.requests.iter().map(summary).collect(),
+        shrink_runs: runs,
+        case_file,
+        waveform,
+        waveform_note,
+    })
+}
+
+/// A replayed case.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayReport {
+    pub case_file: PathBuf,
+    pub device: String,
+    pub against: String,
+    pub requests: usize,
+    pub passed: bool,
+    /// The first differing request and field, described.
+    pub mismatch: Option<String>,
+    pub field: Option<String>,
+    pub waveform: Option<PathBuf>,
+}
+
+/// Replay a case file on fresh devices (those of the file unless given),
+/// with a waveform of the device into `trace` when it is the Verilated RTL.
+pub fn replay(
+    path: &Path,
+    device: Option<DeviceSpec>,
+    against: Option<DeviceSpec>,
+    trace: Option<PathBuf>,
+    opts: &OpenOptions,
+) -> Result<ReplayReport, VerifyError> {
+    let case = CaseFile::load(path)?;
+    let bad = |problem: String| VerifyError::CaseFile { path: path.to_path_buf(), problem };
+    let parse = |s: &str| s.parse::<DeviceSpec>().map_err(|e| bad(e.to_string()));
+    let device = match device {
+        Some(d) => d,
+        None => parse(&case.device)?,
+    };
+    let against = match against {
+        Some(d) => d,
+        None => parse(&case.against)?,
+    };
+    let prog = case.program().map_err(bad)?;
+    let plain = untraced(opts);
+    let waveform = trace.filter(|_| is_sim(&device));
+    let dopts = match &waveform {
+        Some(p) => OpenOptions { trace: Some(Trace::new(p)), ..plain.clone() },
+        None => plain.clone(),
+    };
+    let out = run_program(&device, &against, &dopts, &plain, &prog)?;
+    let (dn, an) = side_names(&device, &against);
+    let mismatch = out.diff.as_ref().map(|(i, d)| {
+        format!("request {i}, {}: {}", summary(&prog.requests[*i]), d.describe(dn, an))
+    });
+    Ok(ReplayReport {
+        case_file: path.to_path_buf(),
+        device: device.to_string(),
+        against: against.to_string(),
+        requests: prog.requests.len(),
+        passed: out.diff.is_none(),
+        field: out.diff.map(|(_, d)| d.field),
+        mismatch,
+        waveform,
+    })
+}
