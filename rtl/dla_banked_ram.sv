@@ -97,16 +97,13 @@ module dla_banked_ram #(
     rbank_q <= rbank_d;
   end
 
-  always_comb begin
+  // One continuous assignment per lane, not an always_comb with a default
+  // and a loop: Icarus 11 re-runs that block forever once it has read data
+  // (a zero-delay loop; simulated time stops), which this form avoids.
+  for (genvar l = 0; l < ReadLanes; l++) begin : g_rlane
     logic [BW-1:0] bank;
-    rdata_o = '0;
-    bank    = '0;
-    if (lanes_en_i) begin
-      for (int l = 0; l < ReadLanes; l++) begin
-        bank = rbank_q + BW'(l);
-        rdata_o[Width*l +: Width] = rdata_bank_o[Width*bank +: Width];
-      end
-    end
+    assign bank = rbank_q + BW'(l);
+    assign rdata_o[Width*l +: Width] = lanes_en_i ? rdata_bank_o[Width*bank +: Width] : '0;
   end
 
 endmodule

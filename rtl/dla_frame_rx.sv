@@ -264,4 +264,36 @@ module dla_frame_rx #(
   assign buf_waddr_o = count_q[BufAW-1:0];
   assign buf_wdata_o = beat_data_q;
 
+`ifdef DLA_FORMAL_RX
+  // Rule 4 as a property (rtl/formal/, scripts/formal), in the ibex way of
+  // keeping a unit's assertions beside its logic. f_quiet_q counts the
+  // cycles since the last beat transfer (saturating): IdleTimeout + 1 of them
+  // leave no frame half received (one cycle for the beat register, then
+  // IdleTimeout idle cycles), whatever state the receiver was in.
+  localparam int QuietW = $clog2(IdleTimeout + 3);
+  logic [QuietW-1:0] f_quiet_q;
+  logic              f_in_frame;
+
+  assign f_in_frame = (state_q == dla_pkg::RxHeader) || (state_q == dla_pkg::RxPayload) ||
+                      (state_q == dla_pkg::RxCrc);
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni || (in_valid_i && in_ready_o)) begin
+      f_quiet_q <= '0;
+    end else if (f_quiet_q != QuietW'(IdleTimeout + 2)) begin
+      f_quiet_q <= f_quiet_q + QuietW'(1);
+    end
+  end
+
+  always_comb begin
+    if (rst_ni) begin
+      // the idle counter stays in range inside a frame
+      assert (!f_in_frame || idle_q < IdleW'(IdleTimeout));
+      // after IdleTimeout + 1 quiet cycles the receiver hunts (or idles
+      // while the core executes, which ends in start_i and hunting)
+      assert (f_quiet_q < QuietW'(IdleTimeout + 1) || !f_in_frame);
+    end
+  end
+`endif
+
 endmodule

@@ -43,12 +43,17 @@ module dla_req_check #(
   logic [32:0] write_end;            // WRITE_WEIGHTS: addr + len - 4
   logic        fault_bad, bypass_bad;
 
+  // The status is decided in a block-local variable and driven once at the
+  // end: a default-then-override on status_o itself glitches it, and under
+  // Icarus 11 that glitch and the reply transmitter's woke each other
+  // forever (a zero-delay loop) on a refused MATMUL.
   always_comb begin
+    logic [7:0] status;
     weights_end = '0;
     write_end   = '0;
     fault_bad   = 1'b0;
     bypass_bad  = 1'b0;
-    status_o    = dla_pkg::StsOk;
+    status      = dla_pkg::StsOk;
     if (en_i) begin
       weights_end = 48'(addr_i) + (48'(tiles_i) << (RowBits + ColBits));
       write_end   = 33'(addr_i) + 33'(len_i) - 33'(dla_pkg::LenWriteAddr);
@@ -60,50 +65,51 @@ module dla_req_check #(
       bypass_bad  = (32'(row_i) >= 32'(ArrayRows)) || (32'(col_i) >= 32'(ArrayCols)) ||
                     (site_i > 8'd1);
       if (!crc_ok_i) begin
-        status_o = dla_pkg::StsBadCrc;
+        status = dla_pkg::StsBadCrc;
       end else begin
         unique case (op_i)
           dla_pkg::OpInfo, dla_pkg::OpReset, dla_pkg::OpClear, dla_pkg::OpCounters: begin
-            if (len_i != 32'd0) status_o = dla_pkg::StsBadLength;
+            if (len_i != 32'd0) status = dla_pkg::StsBadLength;
           end
           dla_pkg::OpWrite: begin
-            if (len_i < dla_pkg::LenWriteAddr) status_o = dla_pkg::StsBadLength;
-            else if (write_end > 33'(WmemBytes)) status_o = dla_pkg::StsOutOfRange;
+            if (len_i < dla_pkg::LenWriteAddr) status = dla_pkg::StsBadLength;
+            else if (write_end > 33'(WmemBytes)) status = dla_pkg::StsOutOfRange;
           end
           dla_pkg::OpPatch: begin
             // a whole number of LenPatchEntry (4) byte entries
-            if (len_i[1:0] != 2'b00) status_o = dla_pkg::StsBadLength;
+            if (len_i[1:0] != 2'b00) status = dla_pkg::StsBadLength;
           end
           dla_pkg::OpFault: begin
-            if (len_i != dla_pkg::LenSetFault) status_o = dla_pkg::StsBadLength;
-            else if (fault_bad) status_o = dla_pkg::StsOutOfRange;
+            if (len_i != dla_pkg::LenSetFault) status = dla_pkg::StsBadLength;
+            else if (fault_bad) status = dla_pkg::StsOutOfRange;
           end
           dla_pkg::OpBypass: begin
-            if (len_i != dla_pkg::LenSetBypass) status_o = dla_pkg::StsBadLength;
-            else if (bypass_bad) status_o = dla_pkg::StsOutOfRange;
+            if (len_i != dla_pkg::LenSetBypass) status = dla_pkg::StsBadLength;
+            else if (bypass_bad) status = dla_pkg::StsOutOfRange;
           end
           dla_pkg::OpSeu: begin
-            if (len_i != dla_pkg::LenSetSeu) status_o = dla_pkg::StsBadLength;
+            if (len_i != dla_pkg::LenSetSeu) status = dla_pkg::StsBadLength;
             else if (addr_i > dla_pkg::SeuRateMax || (!HasSeu && addr_i != 32'd0)) begin
-              status_o = dla_pkg::StsOutOfRange;
+              status = dla_pkg::StsOutOfRange;
             end
           end
           dla_pkg::OpMatmul: begin
             if (len_i < dla_pkg::LenMatmulHead ||
                 33'(len_i) != 33'(mk_i) + 33'(dla_pkg::LenMatmulHead)) begin
-              status_o = dla_pkg::StsBadLength;
+              status = dla_pkg::StsBadLength;
             end else if (m_i == 16'd0 || k_i == 16'd0 || n_i == 16'd0 ||
                          32'(rot_rows_i) >= 32'(ArrayRows) || 32'(rot_cols_i) >= 32'(ArrayCols) ||
                          addr_i[ColBits-1:0] != '0 ||
                          weights_end > 48'(WmemBytes) ||
                          mn_i > 32'(AccWords)) begin
-              status_o = dla_pkg::StsOutOfRange;
+              status = dla_pkg::StsOutOfRange;
             end
           end
-          default: status_o = dla_pkg::StsBadOpcode;
+          default: status = dla_pkg::StsBadOpcode;
         endcase
       end
     end
+    status_o = status;
   end
 
 endmodule

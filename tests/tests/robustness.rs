@@ -142,6 +142,8 @@ fn random_hostile_streams_match_the_model_and_never_wedge_the_device() {
     let mut s = sim();
     let info = status_of(&mut s, &Request::Info.encode(1));
     let (rows, cols) = (info.2[2] as usize, info.2[3] as usize);
+    // The weight region of element()'s MATMULs (k 5, n 9 at base 0, §3).
+    let region = 5usize.div_ceil(rows) * 9usize.div_ceil(cols) * rows * cols;
     let mut replies = 0;
     for stream in 0..24 {
         // Fresh model per stream: a model left waiting inside a swallowed
@@ -151,11 +153,19 @@ fn random_hostile_streams_match_the_model_and_never_wedge_the_device() {
         for i in 0..12 {
             bytes.extend(element(&mut rng, (stream * 100 + i) as u16));
         }
-        // Both start from the same state (the sim has just been re-synchronised;
-        // its weight memory is never written here, so it is zero like the model's).
+        // Both start from the same state: the sim has just been re-synchronised,
+        // and the weights the stream's MATMULs read (base 0, k 5, n 9) are
+        // written to both, since weight memory is undefined at power-up and
+        // RESET leaves it as it is (docs/protocol.md §2).
         assert_eq!(
             status_of(&mut s, &Request::Reset.encode(2)),
             status_of(&mut m, &Request::Reset.encode(2))
+        );
+        let weights = Request::WriteWeights { addr: 0, data: random_bytes(&mut rng, region) };
+        assert_eq!(
+            status_of(&mut s, &weights.encode(4)),
+            status_of(&mut m, &weights.encode(4)),
+            "stream {stream}: writing the weights"
         );
 
         m.send(&bytes).unwrap();

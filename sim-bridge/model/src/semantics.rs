@@ -103,6 +103,8 @@ type Refusal = Status;
 
 impl Model {
     /// A powered-up device: weight memory zero, no faults, SEU off, counters 0.
+    /// (docs/protocol.md §2 leaves the weight memory undefined at power-up;
+    /// zero is one allowed content, and nothing may rely on it.)
     ///
     /// Panics if `rows` or `cols` is 0 or above 255: the protocol carries PE
     /// coordinates and the INFO dims in a u8, so such a device cannot exist.

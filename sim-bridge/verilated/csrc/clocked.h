@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -33,7 +34,16 @@ struct Clocked {
     // held in reset (synchronous, active low) for four clocks and released.
     template <class Idle>
     Clocked(const char* name, Idle idle) {
+#ifdef FAULTLOOP_XRAND
+        // Feature xrand (build.rs): random initial values, seeded from
+        // FAULTLOOP_XSEED (default 1), like +verilator+rand+reset+2
+        // +verilator+seed+N.
+        const char* seed = std::getenv("FAULTLOOP_XSEED");
+        ctx.randReset(2);
+        ctx.randSeed(seed && *seed ? std::atoi(seed) : 1);
+#else
         ctx.randReset(0);
+#endif
         top = new T(&ctx, name);
         top->clk_i = 0;
         top->rst_ni = 0;
