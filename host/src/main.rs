@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use faultloop_device::handshake::Token;
 use faultloop_device::open::OpenOptions;
 
@@ -59,9 +59,21 @@ enum Cmd {
     Board(cmd::board::BoardArgs),
 }
 
+/// Whether the command line asks for `--json` at any subcommand depth (then
+/// no progress bars: the output is for a program).
+fn wants_json(m: &ArgMatches) -> bool {
+    matches!(m.try_get_one::<bool>("json"), Ok(Some(true)))
+        || m.subcommand().is_some_and(|(_, sub)| wants_json(sub))
+}
+
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    match run(Cli::parse()) {
+    let matches = Cli::command().get_matches();
+    progress::init(wants_json(&matches));
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -62,6 +62,10 @@ pub enum Error {
     #[error("cannot merge: {0}")]
     Merge(String),
 
+    /// A chart could not be drawn or written.
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
+
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }

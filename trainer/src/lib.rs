@@ -38,7 +38,8 @@
 //! * [`link_model`]: the link-time (bandwidth) model of every report.
 //! * [`experiment`]: the jobs of `faultloop eval`, `retrain` and `demo` (device
 //!   evaluation with optional TMR, the fault-rate scan, the demo's chart).
-//! * [`plot`]: a hand-written SVG line chart (accuracy per epoch).
+//! * [`plot`]: charts (plotters, SVG or PNG): line charts, the resilience
+//!   heatmap, the fault-map heatmap of an array.
 //! * [`error`]: [`Error`], the executor's [`ExecutorError`] and [`ShapeError`].
 //!
 //! Modules depend on each other as a DAG: `device → vote, exec, model`;
