@@ -57,6 +57,9 @@ enum Cmd {
     Demo(cmd::demo::DemoArgs),
     /// Virtual board: the Verilated UART top behind a pseudo-terminal (prints its path).
     Board(cmd::board::BoardArgs),
+    /// Charts from other commands' JSON output (SVG or PNG).
+    #[command(subcommand)]
+    Plot(cmd::plot::PlotCmd),
 }
 
 /// Whether the command line asks for `--json` at any subcommand depth (then
@@ -114,6 +117,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Resilience(c) => cmd::resilience::run(c),
         Cmd::Demo(a) => cmd::demo::run(a, &open),
         Cmd::Board(a) => cmd::board::run(a),
+        Cmd::Plot(c) => cmd::plot::run(c),
     }
 }
 

@@ -95,3 +95,46 @@ fn faults_plot_marks_every_faulty_and_bypassed_pe() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("far.json") && e.contains("outside"), "{e}");
 }
+
+/// `faultloop plot tmr` over `eval --json`-shaped files: a PNG and an SVG
+/// naming every fault map, and an error naming a file that is no eval output.
+#[test]
+fn plot_tmr_draws_every_map_against_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let mut files = Vec::new();
+    for (i, (faults, budget, acc)) in [
+        (None, None, 0.89),
+        (Some("f1.json"), None, 0.67),
+        (Some("f1.json"), Some(50.0), 0.78),
+        (Some("f2.json"), Some(200.0), 0.69),
+        (Some("f2.json"), None, 0.52),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let tmr = budget.map(|b: f64| serde_json::json!({ "budget_pct": b }));
+        let v = serde_json::json!({ "accuracy": acc, "faults": faults, "tmr": tmr });
+        let f = p(&format!("e{i}.json"));
+        std::fs::write(&f, v.to_string()).unwrap();
+        files.push(f);
+    }
+    let args = |out: &str| -> Vec<String> {
+        let mut a = vec!["plot".to_string(), "tmr".into(), "-o".into(), p(out)];
+        a.extend(files.iter().cloned());
+        a
+    };
+    let run = |a: Vec<String>| faultloop(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(run(args("tmr.svg")).status.success());
+    let svg = std::fs::read_to_string(p("tmr.svg")).unwrap();
+    for name in ["fault-free", "f1.json", "f2.json"] {
+        assert!(svg.contains(name), "{name}");
+    }
+    assert!(run(args("tmr.png")).status.success());
+    let png = std::fs::read(p("tmr.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && &png[12..16] == b"IHDR", "a PNG");
+    std::fs::write(p("bad.json"), "{}").unwrap();
+    let o = faultloop(&["plot", "tmr", "-o", &p("x.svg"), &p("bad.json")]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("bad.json") && e.contains("accuracy"), "{e}");
+}

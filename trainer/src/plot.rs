@@ -656,6 +656,49 @@ impl Chart for FaultMapPlot<'_> {
     }
 }
 
+/// One evaluation for [`tmr_series`]: the fault map it ran under (`None`:
+/// fault-free), its TMR budget (% extra MACs; 0 without TMR) and accuracy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TmrPoint {
+    pub faults: Option<String>,
+    pub budget_pct: f64,
+    pub accuracy: f64,
+}
+
+/// The series of "TMR accuracy against budget": one line per fault map
+/// (points sorted by budget), and each fault-free accuracy as a dashed level
+/// over the budgets shown.
+pub fn tmr_series(points: &[TmrPoint]) -> Vec<Series> {
+    const COLORS: [&str; 6] = ["#1f77b4", "#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"];
+    let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+    for p in points {
+        lo = lo.min(p.budget_pct);
+        hi = hi.max(p.budget_pct);
+    }
+    if lo > hi {
+        return Vec::new();
+    }
+    let mut maps: Vec<(&str, Vec<(f64, f64)>)> = Vec::new();
+    let mut out = Vec::new();
+    for p in points {
+        match &p.faults {
+            None => {
+                out.push(Series::level("fault-free", "#2a8a2a", p.accuracy, lo, hi.max(lo + 1.0)))
+            }
+            Some(f) => match maps.iter_mut().find(|m| m.0 == f) {
+                Some(m) => m.1.push((p.budget_pct, p.accuracy)),
+                None => maps.push((f, vec![(p.budget_pct, p.accuracy)])),
+            },
+        }
+    }
+    out.truncate(1);
+    for (i, (name, mut pts)) in maps.into_iter().enumerate() {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out.push(Series::new(name, COLORS[i % COLORS.len()], pts));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -766,6 +809,27 @@ mod tests {
         assert_well_formed(&std::fs::read_to_string(&svg).unwrap());
         let e = save(&chart, &dir.path().join("a.jpg")).unwrap_err();
         assert!(e.to_string().contains("a.jpg") && e.to_string().contains(".png"), "{e}");
+    }
+
+    #[test]
+    fn tmr_series_is_a_line_per_map_over_the_budgets() {
+        let pt = |f: Option<&str>, b, a| TmrPoint {
+            faults: f.map(Into::into),
+            budget_pct: b,
+            accuracy: a,
+        };
+        let s = tmr_series(&[
+            pt(Some("a.json"), 100.0, 0.8),
+            pt(Some("b.json"), 0.0, 0.5),
+            pt(None, 0.0, 0.89),
+            pt(Some("a.json"), 0.0, 0.6),
+            pt(Some("a.json"), 50.0, 0.78),
+        ]);
+        let names: Vec<&str> = s.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["fault-free", "a.json", "b.json"]);
+        assert_eq!(s[0].points, [(0.0, 0.89), (100.0, 0.89)]);
+        assert_eq!(s[1].points, [(0.0, 0.6), (50.0, 0.78), (100.0, 0.8)]);
+        assert!(tmr_series(&[]).is_empty());
     }
 
     #[test]
