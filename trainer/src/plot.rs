@@ -356,7 +356,7 @@ impl Chart for Grid {
             TextStyle::from((FAMILY, 13).into_font()).color(&RGBColor(85, 85, 85)).pos(centre);
         area.draw(&Text::new(self.note.as_str(), (w as i32 / 2, 42), note)).map_err(err)?;
         let (nr, nc) = (self.rows.len().max(1), self.cols.len().max(1));
-        let (cw, ch) = (self.cell.0 as i32, self.cell.1 as i32);
+        let cw = self.cell.0 as i32;
         let grid_w = cw * nc as i32;
         // Centre the grid when the title made the canvas wider.
         let left = LEFT as i32 + ((w as i32 - LEFT as i32 - RIGHT as i32 - grid_w) / 2).max(0);
@@ -411,14 +411,16 @@ impl Chart for Grid {
         for c in self.cells.iter().filter(|c| c.outlined) {
             // A closed 3 px path, 2 px in (plotters' rectangles stroke 1 px only).
             let (x, y) = plot.map_coordinate(&exact(c.col, y_of(c.row) + 1));
-            let (x0, y0, x1, y1) = (x + 2, y + 2, x + cw - 2, y + ch - 2);
+            let (x1, y1) = plot.map_coordinate(&exact(c.col + 1, y_of(c.row)));
+            let (x0, y0, x1, y1) = (x + 2, y + 2, x1 - 2, y1 - 2);
             let corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)];
             area.draw(&PathElement::new(corners, BLACK.stroke_width(3))).map_err(err)?;
         }
         for c in self.cells.iter().filter(|c| c.crossed) {
             // The cell's corners in pixels, 4 px in.
             let (x, y) = plot.map_coordinate(&exact(c.col, y_of(c.row) + 1));
-            let (x1, y1) = (x + cw - 4, y + ch - 4);
+            let (x1, y1) = plot.map_coordinate(&exact(c.col + 1, y_of(c.row)));
+            let (x1, y1) = (x1 - 4, y1 - 4);
             let (x, y) = (x + 4, y + 4);
             let pen = BLACK.stroke_width(2);
             area.draw(&PathElement::new([(x, y), (x1, y1)], pen)).map_err(err)?;
