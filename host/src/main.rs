@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use faultloop_device::handshake::Token;
 use faultloop_device::open::OpenOptions;
 use faultloop_device::trace::{Trace, TraceWindow};
@@ -68,11 +68,26 @@ enum Cmd {
     Board(cmd::board::BoardArgs),
     /// RTL against the golden model on random request programs, byte for byte (CI regression).
     Verify(cmd::verify::VerifyArgs),
+    /// Charts from other commands' JSON output (SVG or PNG).
+    #[command(subcommand)]
+    Plot(cmd::plot::PlotCmd),
+}
+
+/// Whether the command line asks for `--json` at any subcommand depth (then
+/// no progress bars: the output is for a program).
+fn wants_json(m: &ArgMatches) -> bool {
+    matches!(m.try_get_one::<bool>("json"), Ok(Some(true)))
+        || m.subcommand().is_some_and(|(_, sub)| wants_json(sub))
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    match run(Cli::parse()) {
+    let matches = Cli::command().get_matches();
+    progress::init(wants_json(&matches));
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -148,6 +163,7 @@ fn dispatch(cmd: Cmd, open: &OpenOptions, token_file: Option<&std::path::Path>) 
         Cmd::Demo(a) => cmd::demo::run(a, &open),
         Cmd::Board(a) => cmd::board::run(a),
         Cmd::Verify(a) => cmd::verify::run(a, &open),
+        Cmd::Plot(c) => cmd::plot::run(c),
     }
 }
 

@@ -52,10 +52,11 @@ fn resilience_shards_merge_to_the_unsharded_map() {
 
     let a = run(with(&["-o", &all, "--plot", &plot]));
     assert_eq!((a["jobs"].as_u64(), a["ran"].as_u64()), (Some(4), Some(4)), "{a}");
-    // No PNG encoder: the SVG goes beside the name asked for.
-    assert!(a["plot"].as_str().unwrap().ends_with("map.svg"), "{a}");
-    let svg = std::fs::read_to_string(path("map.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.matches("hsl(").count() == 6, "{svg}");
+    // A .png name gets a PNG (signature, IHDR), and no SVG beside it.
+    assert!(a["plot"].as_str().unwrap().ends_with("map.png"), "{a}");
+    let png = std::fs::read(path("map.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && &png[12..16] == b"IHDR", "not a PNG");
+    assert!(!d.join("map.svg").exists());
     let map: Value = serde_json::from_slice(&std::fs::read(&all).unwrap()).unwrap();
     assert_eq!(map["device"], "model:4x4");
     assert_eq!(map["amounts"], serde_json::json!([0, 32, 64]));

@@ -71,6 +71,9 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A chart could not be drawn or written.
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
 
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -42,7 +42,8 @@
 //!   (every mitigation measured, the cheapest that reaches the floor
 //!   deployed) and a chip with soft errors (TMR and retraining over SEU
 //!   seeds).
-//! * [`plot`]: a hand-written SVG line chart (accuracy per epoch).
+//! * [`plot`]: charts (plotters, SVG or PNG): line charts, the resilience
+//!   heatmap, the fault-map heatmap of an array.
 //! * [`error`]: [`Error`], the executor's [`ExecutorError`] and [`ShapeError`].
 //!
 //! Modules depend on each other as a DAG: `device → vote, exec, model`;

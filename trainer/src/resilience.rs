@@ -123,6 +123,16 @@ impl ResilienceMap {
     /// The heatmap (SVG): rates down, amounts (in epochs) across, each cell
     /// the percentile accuracy, the least amount per rate outlined.
     pub fn heatmap_svg(&self) -> String {
+        self.with_heatmap(crate::plot::heatmap)
+    }
+
+    /// [`ResilienceMap::heatmap_svg`] written to `path`, as SVG or PNG by its extension.
+    pub fn save_heatmap(&self, path: &std::path::Path) -> Result<(), crate::plot::PlotError> {
+        self.with_heatmap(|h| crate::plot::save(h, path))
+    }
+
+    /// `f` of the map's [`crate::plot::Heatmap`].
+    fn with_heatmap<R>(&self, f: impl FnOnce(&crate::plot::Heatmap<'_>) -> R) -> R {
         let cols: Vec<String> = self
             .amounts
             .iter()
@@ -156,7 +166,7 @@ impl ResilienceMap {
             })
             .collect();
         let chips = self.cells.first().map_or(0, |c| c.samples.len());
-        crate::plot::heatmap(&crate::plot::Heatmap {
+        f(&crate::plot::Heatmap {
             title: &format!("Resilience map on {} ({}, {chips} chips per rate)", self.device, self.mitigation),
             x_label: &format!("retraining (epochs of {} samples)", self.epoch_samples),
             y_label: "fault rate",

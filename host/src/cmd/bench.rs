@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::matmul::{run_matmul, MatmulJob};
 use super::parse_array;
 use crate::output::print_json;
+use crate::progress::Bar;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -76,12 +77,18 @@ fn bench(
     let map = FaultMap::random(rows, cols, rate, seed, &RandomOptions::default())?;
     let job = MatmulJob { m, k, n, seed, rotate: (0, 0) };
 
+    // Two timed runs: the bar shows which one is under way.
+    let mut bar = Bar::new("bench", 2);
+    bar.set(0, format!("sim:{rows}x{cols}"));
     let mut sim = Device::open_spec(&DeviceSpec::Sim { rows, cols })?;
     let s = run_matmul(&mut sim, Some(&map), &job).context("bench on sim")?;
+    bar.set(1, format!("model:{rows}x{cols}"));
     let sim_cycles_per_s = s.link_cycles.map_or(f64::NAN, |c| c as f64 / s.seconds.max(1e-12));
 
     let mut model = Device::open_spec(&DeviceSpec::Model { rows, cols })?;
     let md = run_matmul(&mut model, Some(&map), &job).context("bench on model")?;
+    bar.set(2, String::new());
+    bar.finish();
 
     Ok(BenchOutcome {
         array: format!("{rows}x{cols}"),

@@ -1,7 +1,7 @@
-//! `faultloop faults random | check`: make and check fault maps.
+//! `faultloop faults random | check | plot`: make, check and draw fault maps.
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use faultloop_proto::faultmap::{FaultMap, Polarity, RandomOptions};
 use faultloop_proto::Site;
@@ -52,6 +52,20 @@ pub enum FaultsCmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Draw a fault map as a heatmap of the array: each faulty PE coloured
+    /// by site and labelled with its stuck bits, bypassed PEs crossed out.
+    Plot {
+        /// The fault map (JSON) to draw.
+        map: PathBuf,
+        /// Output image: SVG or PNG, by the name's extension (.svg, .png).
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        /// More bypassed PEs to mark, from a JSON file: a list of [row, col],
+        /// or an object with a `bypass` list (a fault map, `eval --json`).
+        /// Repeatable.
+        #[arg(long)]
+        bypass: Vec<PathBuf>,
     },
 }
 
@@ -116,8 +130,48 @@ pub fn run(c: FaultsCmd) -> Result<()> {
             m.validate()?;
             print_check(&map, &m, json);
         }
+        FaultsCmd::Plot { map, output, bypass } => {
+            let m = FaultMap::load(&map)?;
+            m.validate()?;
+            let mut extra = Vec::new();
+            for f in &bypass {
+                let list = load_bypass(f)?;
+                if let Some([r, c]) =
+                    list.iter().find(|[r, c]| *r >= m.array.rows || *c >= m.array.cols)
+                {
+                    anyhow::bail!(
+                        "--bypass {}: PE [{r}, {c}] is outside the {}x{} array of {}",
+                        f.display(),
+                        m.array.rows,
+                        m.array.cols,
+                        map.display()
+                    );
+                }
+                extra.extend(list);
+            }
+            let title = format!("Fault map {}", map.display());
+            let plot = trainer::plot::FaultMapPlot { map: &m, bypass: &extra, title: &title };
+            trainer::plot::save(&plot, &output)
+                .with_context(|| format!("plotting {}", map.display()))?;
+            eprintln!("wrote {}", output.display());
+        }
     }
     Ok(())
+}
+
+/// The `[row, col]` list of a `--bypass` file: a bare list, or an object's
+/// `bypass` field.
+fn load_bypass(path: &Path) -> Result<Vec<[usize; 2]>> {
+    let text = std::fs::read(path).with_context(|| format!("--bypass {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&text)
+        .with_context(|| format!("--bypass {}: not JSON", path.display()))?;
+    let list = if v.is_array() { v } else { v.get("bypass").cloned().unwrap_or_default() };
+    serde_json::from_value(list).with_context(|| {
+        format!(
+            "--bypass {}: expected a list of [row, col] or an object with one as `bypass`",
+            path.display()
+        )
+    })
 }
 
 /// `check --json` (printed with sorted keys).

@@ -13,7 +13,7 @@ use trainer::resilience::{Least, ResilienceMap};
 use trainer::retrain::RetrainConfig;
 
 use super::DataArg;
-use crate::output::{note, print_json};
+use crate::output::print_json;
 use crate::progress::Bar;
 
 #[derive(Args)]
@@ -85,7 +85,7 @@ pub struct ResilienceArgs {
     /// Output: the map (resilience.json), or with --shard the shard file.
     #[arg(long, short = 'o', required = true)]
     pub output: Option<PathBuf>,
-    /// Heatmap of the map (SVG; a .png name gets an .svg beside it instead).
+    /// Heatmap of the map: SVG or PNG, by the name's extension (.svg, .png).
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Print a JSON summary instead of a table.
@@ -108,7 +108,7 @@ pub struct MergeArgs {
     /// The percentile (0-100) instead of the files'.
     #[arg(long)]
     pub percentile: Option<f64>,
-    /// Heatmap of the map (SVG; a .png name gets an .svg beside it instead).
+    /// Heatmap of the map: SVG or PNG, by the name's extension (.svg, .png).
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Print a JSON summary instead of a table.
@@ -276,18 +276,9 @@ fn finish(s: &Summary, json: bool) {
     }
 }
 
-/// Write the heatmap; no PNG encoder is linked, so a `.png` name gets the
-/// SVG beside it (`map.svg`). Returns the path written.
+/// Write the heatmap, SVG or PNG by the name's extension. Returns the path written.
 fn write_plot(path: &Path, map: &ResilienceMap) -> Result<String> {
-    let path = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
-        let svg = path.with_extension("svg");
-        note(format!("no PNG encoder: writing the heatmap as SVG to {}", svg.display()));
-        svg
-    } else {
-        path.to_path_buf()
-    };
-    trainer::fleetjob::write_atomic(&path, map.heatmap_svg().as_bytes())
-        .with_context(|| format!("writing the heatmap {}", path.display()))?;
+    map.save_heatmap(path).with_context(|| format!("the heatmap {}", path.display()))?;
     Ok(path.display().to_string())
 }
 
