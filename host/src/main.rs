@@ -55,6 +55,10 @@ enum Cmd {
     Resilience(cmd::resilience::ResilienceCmd),
     /// The main job: pretrain or reuse, find a harmful fault rate, retrain on the device, plot.
     Demo(cmd::demo::DemoArgs),
+    /// Write a checkpoint as safetensors for PyTorch (docs/pytorch.md).
+    Export(cmd::export::ExportArgs),
+    /// Read a PyTorch model (safetensors) into a checkpoint, calibrating its scales.
+    Import(cmd::import::ImportArgs),
     /// Virtual board: the Verilated UART top behind a pseudo-terminal (prints its path).
     Board(cmd::board::BoardArgs),
 }
@@ -102,6 +106,8 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Resilience(c) => cmd::resilience::run(c),
         Cmd::Demo(a) => cmd::demo::run(a, &open),
         Cmd::Board(a) => cmd::board::run(a),
+        Cmd::Export(a) => cmd::export::run(a),
+        Cmd::Import(a) => cmd::import::run(a),
     }
 }
 

@@ -62,6 +62,10 @@ pub enum Error {
     #[error("cannot merge: {0}")]
     Merge(String),
 
+    /// A bad safetensors file on export or import (names the file and tensor).
+    #[error(transparent)]
+    Interop(#[from] crate::interop::InteropError),
+
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }
