@@ -29,7 +29,10 @@ fn export_import_eval() {
         assert_eq!(l["w_scale"], xl["w_scale"]);
     }
     let eval = |m: &str| {
-        run_json(BIN, &["eval", "--data-dir", &data, "--model", m, "--device", "model:4x4", "--json"])
+        run_json(
+            BIN,
+            &["eval", "--data-dir", &data, "--model", m, "--device", "model:4x4", "--json"],
+        )
     };
     let (e0, e1) = (eval(&ck), eval(back));
     assert_eq!(e0["accuracy"], e1["accuracy"]);
@@ -37,10 +40,24 @@ fn export_import_eval() {
 
     // --calibrate on training images; a given spec must match the file's.
     let cal = d.join("cal.ckpt");
-    let i = run_json(BIN, &[
-        "import", "--from", st, "--spec", "mlp:784-256-128-10", "--calibrate", "--calib-samples",
-        "100", "--data-dir", &data, "-o", cal.to_str().unwrap(), "--json",
-    ]);
+    let i = run_json(
+        BIN,
+        &[
+            "import",
+            "--from",
+            st,
+            "--spec",
+            "mlp:784-256-128-10",
+            "--calibrate",
+            "--calib-samples",
+            "100",
+            "--data-dir",
+            &data,
+            "-o",
+            cal.to_str().unwrap(),
+            "--json",
+        ],
+    );
     assert_eq!(i["calib_samples"], 100, "{i}");
     assert_eq!(i["layers"][2]["scales"], "calibrated");
     let e2 = eval(cal.to_str().unwrap());

@@ -154,7 +154,8 @@ pub fn export(model: &Model, out: &Path) -> Result<ExportSummary> {
             shape,
             q.iter().map(|&v| v as u8).collect(),
         ));
-        for (what, v) in [("w_scale", info.w_scale), ("in_max", in_max), ("in_scale", info.in_scale)]
+        for (what, v) in
+            [("w_scale", info.w_scale), ("in_max", in_max), ("in_scale", info.in_scale)]
         {
             owned.push((format!("{}.{what}", l.name), Dtype::F32, vec![], le(&[v])));
         }
@@ -360,10 +361,9 @@ impl TensorFile {
 /// `mlp:784-256-128-10`-style name of a spec, for messages.
 pub fn spec_name(spec: &ModelSpec) -> String {
     match spec {
-        ModelSpec::Mlp { widths } => format!(
-            "mlp:{}",
-            widths.iter().map(usize::to_string).collect::<Vec<_>>().join("-")
-        ),
+        ModelSpec::Mlp { widths } => {
+            format!("mlp:{}", widths.iter().map(usize::to_string).collect::<Vec<_>>().join("-"))
+        }
         ModelSpec::Cnn { .. } => format!("cnn {}", serde_json::to_string(spec).unwrap_or_default()),
     }
 }

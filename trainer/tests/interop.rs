@@ -118,7 +118,9 @@ fn bad_files_name_the_file_and_the_tensor() {
     });
     assert_eq!(
         e,
-        format!("{p}: tensor `fc1.bias` is I32, expected F32 (torch.float32; convert with .float())")
+        format!(
+            "{p}: tensor `fc1.bias` is I32, expected F32 (torch.float32; convert with .float())"
+        )
     );
 
     let (e, p) = case("nan.safetensors", &|t| {
@@ -154,7 +156,10 @@ fn bad_files_name_the_file_and_the_tensor() {
         .to_string();
     assert_eq!(
         e,
-        format!("{}: no faultloop metadata in the file; give the architecture (--spec)", p.display())
+        format!(
+            "{}: no faultloop metadata in the file; give the architecture (--spec)",
+            p.display()
+        )
     );
 }
 
@@ -197,8 +202,7 @@ fn export_then_import_is_the_same_model() {
         }
 
         let (_vs2, back, sum) =
-            interop::import(&file, None, || panic!("no calibration"), &Default::default())
-                .unwrap();
+            interop::import(&file, None, || panic!("no calibration"), &Default::default()).unwrap();
         assert_eq!(back.spec, spec);
         assert!(sum.layers.iter().all(|l| l.scales == interop::ScaleSource::File));
         for (a, b) in model.layers().iter().zip(back.layers()) {
@@ -210,23 +214,30 @@ fn export_then_import_is_the_same_model() {
             assert_eq!(a.int8_weights(), b.int8_weights(), "{}", a.name);
         }
         let x = &f.test.images;
-        let (l1, l2) =
-            (logits_on(&model, x, &mut HostMatmul::new()), logits_on(&back, x, &mut HostMatmul::new()));
+        let (l1, l2) = (
+            logits_on(&model, x, &mut HostMatmul::new()),
+            logits_on(&back, x, &mut HostMatmul::new()),
+        );
         assert_eq!(bits(&l1), bits(&l2));
         let fl = |m: &Model| tch::no_grad(|| f32s(&m.forward_exec(x, false, None).unwrap()));
         assert_eq!(bits(&fl(&model)), bits(&fl(&back)));
         // Through a checkpoint on disk, on the device.
         let ckpt = dir.path().join(format!("m{i}.ckpt"));
-        interop::import_to_checkpoint(&file, None, || panic!("no calibration"), &Default::default(), &ckpt)
-            .unwrap();
+        interop::import_to_checkpoint(
+            &file,
+            None,
+            || panic!("no calibration"),
+            &Default::default(),
+            &ckpt,
+        )
+        .unwrap();
         let (_vs4, loaded, _) = trainer::checkpoint::load(&ckpt).unwrap();
         assert_eq!(bits(&device_logits(&loaded, x)), bits(&l1));
 
         // --calibrate: the same weights, scales chosen afresh (dynamic weight scales).
         let opts = ImportOptions { calibrate: true, calib_samples: 200, ..Default::default() };
         let (_vs3, cal, sum) =
-            interop::import(&file, Some(&spec), || Ok(f.train.take(f.train.len())), &opts)
-                .unwrap();
+            interop::import(&file, Some(&spec), || Ok(f.train.take(f.train.len())), &opts).unwrap();
         assert_eq!(sum.calib_samples, 200);
         for (a, b) in model.layers().iter().zip(cal.layers()) {
             assert!(a.weight.equal(&b.weight));
@@ -267,10 +278,7 @@ fn python(test: &str) -> Option<PathBuf> {
     let py = std::env::var_os("FAULTLOOP_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".venv/bin/python"));
-    let why = match Command::new(&py)
-        .args(["-c", "import torch, safetensors.torch"])
-        .output()
-    {
+    let why = match Command::new(&py).args(["-c", "import torch, safetensors.torch"]).output() {
         Ok(o) if o.status.success() => {
             if Path::new(DEFAULT_DIR).join("t10k-labels-idx1-ubyte.gz").exists()
                 || Path::new(DEFAULT_DIR).join("t10k-labels-idx1-ubyte").exists()
@@ -344,14 +352,17 @@ fn pytorch_int8_logits_equal_the_device_logits() {
         let file = dir.path().join(format!("{name}.safetensors"));
         interop::export(&model, &file).unwrap();
         let out = dir.path().join(format!("{name}.logits.safetensors"));
-        let r = torch_ref(&py, &[
-            "logits",
-            file.to_str().unwrap(),
-            "--limit",
-            &TEST_IMAGES.to_string(),
-            "-o",
-            out.to_str().unwrap(),
-        ]);
+        let r = torch_ref(
+            &py,
+            &[
+                "logits",
+                file.to_str().unwrap(),
+                "--limit",
+                &TEST_IMAGES.to_string(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        );
         let (shape, torch_logits) = read_f32(&out, "logits");
         assert_eq!(shape, vec![TEST_IMAGES, 10]);
         let dev = device_logits(&model, &test.images);
@@ -386,21 +397,24 @@ fn pytorch_trained_mlp_imports_to_its_accuracy() {
     let _g = util::lock();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("torch_mlp.safetensors");
-    let r = torch_ref(&py, &[
-        "train",
-        "--widths",
-        "784-128-10",
-        "--steps",
-        "300",
-        "--seed",
-        "1",
-        "--train-samples",
-        "5000",
-        "--limit",
-        &TEST_IMAGES.to_string(),
-        "-o",
-        file.to_str().unwrap(),
-    ]);
+    let r = torch_ref(
+        &py,
+        &[
+            "train",
+            "--widths",
+            "784-128-10",
+            "--steps",
+            "300",
+            "--seed",
+            "1",
+            "--train-samples",
+            "5000",
+            "--limit",
+            &TEST_IMAGES.to_string(),
+            "-o",
+            file.to_str().unwrap(),
+        ],
+    );
     let torch_acc = r["accuracy"].as_f64().unwrap();
     let spec: ModelSpec = "mlp:784-128-10".parse().unwrap();
     let opts = ImportOptions::default();
