@@ -372,7 +372,7 @@ fn copy_into(var: &Tensor, data: &[f32], shape: &[i64]) {
     let src = Tensor::from_slice(data).view(shape);
     let mut dst = var.shallow_clone();
     tch::no_grad(|| {
-        let _ = dst.copy_(&src);
+        dst.copy_(&src);
     });
 }
 
