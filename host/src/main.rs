@@ -64,6 +64,10 @@ enum Cmd {
     Resilience(cmd::resilience::ResilienceCmd),
     /// The main job: pretrain or reuse, find a harmful fault rate, retrain on the device, plot.
     Demo(cmd::demo::DemoArgs),
+    /// Write a checkpoint as safetensors for PyTorch (docs/pytorch.md).
+    Export(cmd::export::ExportArgs),
+    /// Read a PyTorch model (safetensors) into a checkpoint, calibrating its scales.
+    Import(cmd::import::ImportArgs),
     /// Virtual board: the Verilated UART top behind a pseudo-terminal (prints its path).
     Board(cmd::board::BoardArgs),
     /// RTL against the golden model on random request programs, byte for byte (CI regression).
@@ -164,6 +168,8 @@ fn dispatch(cmd: Cmd, open: &OpenOptions, token_file: Option<&std::path::Path>) 
         Cmd::Board(a) => cmd::board::run(a),
         Cmd::Verify(a) => cmd::verify::run(a, &open),
         Cmd::Plot(c) => cmd::plot::run(c),
+        Cmd::Export(a) => cmd::export::run(a),
+        Cmd::Import(a) => cmd::import::run(a),
     }
 }
 

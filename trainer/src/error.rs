@@ -74,6 +74,9 @@ pub enum Error {
     /// A chart could not be drawn or written.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),
+    /// A bad safetensors file on export or import (names the file and tensor).
+    #[error(transparent)]
+    Interop(#[from] crate::interop::InteropError),
 
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -35,6 +35,8 @@
 //!   one retraining per group, sharded jobs and their merge.
 //! * [`fleetjob`]: the per-chip jobs that fill a resilience map, their
 //!   shards, job files and merge.
+//! * [`interop`]: PyTorch in and out — export to and import from
+//!   safetensors (docs/pytorch.md).
 //! * [`link_model`]: the link-time (bandwidth) model of every report.
 //! * [`experiment`]: the jobs of `faultloop eval`, `retrain` and `demo` (device
 //!   evaluation with optional TMR, the fault-rate scan, the demo's chart).
@@ -52,7 +54,7 @@
 //! `experiment → tmr, retrain, eval, plot`; `scenario → tmr, retrain,
 //! mitigate, checkpoint, eval`; `fleet → retrain, checkpoint,
 //! eval, resilience, plot, fleetjob`; `fleetjob → retrain, eval, resilience,
-//! checkpoint`.
+//! checkpoint`; `interop → checkpoint, mitigate, model`.
 //!
 //! A layer's int8 matmul on the golden-model DLA equals the host reference
 //! when the device is fault-free (`no_run`: doctest binaries are linked in a
@@ -78,6 +80,7 @@ pub mod exec;
 pub mod experiment;
 pub mod fleet;
 pub mod fleetjob;
+pub mod interop;
 pub mod link_model;
 pub mod mitigate;
 pub mod model;

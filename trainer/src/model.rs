@@ -50,17 +50,29 @@ pub enum ModelSpec {
 
 /// A model name other than `mlp` or `cnn`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown model `{0}` (mlp or cnn)")]
+#[error("unknown model `{0}` (mlp, mlp:784-256-128-10 style widths, or cnn)")]
 pub struct ParseModelSpecError(pub String);
 
-/// `mlp` ([`ModelSpec::mlp_default`]) or `cnn` ([`ModelSpec::cnn_default`]).
+/// `mlp` ([`ModelSpec::mlp_default`]), `mlp:W0-W1-...-Wn` (those widths,
+/// e.g. `mlp:784-256-128-10`) or `cnn` ([`ModelSpec::cnn_default`]).
 impl std::str::FromStr for ModelSpec {
     type Err = ParseModelSpecError;
     fn from_str(s: &str) -> std::result::Result<ModelSpec, ParseModelSpecError> {
         match s {
             "mlp" => Ok(ModelSpec::mlp_default()),
             "cnn" => Ok(ModelSpec::cnn_default()),
-            _ => Err(ParseModelSpecError(s.to_string())),
+            _ => {
+                let bad = || ParseModelSpecError(s.to_string());
+                let widths = s.strip_prefix("mlp:").ok_or_else(bad)?;
+                let widths: Vec<usize> = widths
+                    .split('-')
+                    .map(|w| w.parse().ok().filter(|&w| w > 0).ok_or_else(bad))
+                    .collect::<std::result::Result<_, _>>()?;
+                if widths.len() < 2 {
+                    return Err(bad());
+                }
+                Ok(ModelSpec::Mlp { widths })
+            }
         }
     }
 }
@@ -181,6 +193,11 @@ impl QLayer {
         let in_max = p.zeros_no_train("in_max", &[]);
         let w_scale = p.zeros_no_train("w_scale", &[]);
         QLayer { index, name: name.to_string(), k, n, weight, bias, in_max, w_scale, conv, post }
+    }
+
+    /// The observed input range, max |input| (0 before any observation).
+    pub fn in_max(&self) -> f32 {
+        self.in_max.double_value(&[]) as f32
     }
 
     /// Scale of this layer's int8 input (from the running max; 1/127 before

@@ -297,6 +297,15 @@ fn unfold_and_pool_match_libtorch() {
 fn model_specs_parse_by_name() {
     assert_eq!("mlp".parse::<ModelSpec>().unwrap(), ModelSpec::mlp_default());
     assert_eq!("cnn".parse::<ModelSpec>().unwrap(), ModelSpec::cnn_default());
-    let e = "resnet".parse::<ModelSpec>().unwrap_err();
-    assert_eq!(e.to_string(), "unknown model `resnet` (mlp or cnn)");
+    assert_eq!(
+        "mlp:784-64-10".parse::<ModelSpec>().unwrap(),
+        ModelSpec::Mlp { widths: vec![784, 64, 10] }
+    );
+    for bad in ["resnet", "mlp:", "mlp:784", "mlp:784-0-10", "mlp:784-x-10"] {
+        let e = bad.parse::<ModelSpec>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("unknown model `{bad}` (mlp, mlp:784-256-128-10 style widths, or cnn)")
+        );
+    }
 }
