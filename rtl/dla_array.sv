@@ -121,29 +121,49 @@ module dla_array #(
   logic [31:0] u_idx [NIdx];
   logic        v_idx [NIdx];
 
-  function automatic logic [31:0] seu_mix(input logic [31:0] x);
+  // mix() of docs/protocol.md in two halves with a register between them:
+  // the first multiply is computed a cycle ahead, from the values the
+  // sequencer will present next cycle (t + 1 while streaming; the load
+  // cycles before a pass already present its key and t = 0), so the second
+  // multiply, the PE's compare and its psum share the next cycle. Two
+  // multiplies in one cycle set Fmax to ~21 MHz on the ECP5.
+  function automatic logic [31:0] seu_mix_a(input logic [31:0] x);
+    seu_mix_a = (x ^ (x >> 16)) * dla_pkg::HashMul1;
+  endfunction
+
+  function automatic logic [31:0] seu_mix_b(input logic [31:0] y);
     logic [31:0] h;
-    h = x ^ (x >> 16);
-    h = h * dla_pkg::HashMul1;
-    h = h ^ (h >> 15);
-    h = h * dla_pkg::HashMul2;
-    seu_mix = h ^ (h >> 16);
+    h = (y ^ (y >> 15)) * dla_pkg::HashMul2;
+    seu_mix_b = h ^ (h >> 16);
   endfunction
 
   for (genvar i = 0; i < NIdx; i++) begin : g_idx
     localparam logic [31:0] IK2 = 32'(i) * dla_pkg::HashK2;
     localparam logic [31:0] IK3 = 32'(i) * dla_pkg::HashK3;
+    localparam logic [31:0] NextK2 = dla_pkg::HashK2 - IK2;   // (t + 1 - i) * K2 - t*K2
+    localparam logic [31:0] NextT  = 32'd1 - 32'(i);
     if (HasSeu) begin : g_hash
+      // Next cycle's row m = t' - i (t' = t + 1 while streaming, else t),
+      // wrapping for t' < i: m*K2 = tk + (t' - t - i)*K2.
+      logic [31:0] mul_a_d, mul_a_q, mk2, m_idx;
+      logic        valid_d, valid_q;
+      assign mk2   = seu_tk_i + (en_i ? NextK2 : 32'(0) - IK2);
+      assign m_idx = seu_t_i + (en_i ? NextT : 32'(0) - 32'(i));
       always_comb begin
         if (seu_en_i) begin
-          // (t - i) * K2 = tk - i*K2: the row m = t - i, wrapping for t < i.
-          u_idx[i] = seu_mix(seu_key_i ^ (seu_tk_i - IK2) ^ IK3);
-          v_idx[i] = (seu_t_i - 32'(i)) < {16'h0000, seu_m_i};
+          mul_a_d = seu_mix_a(seu_key_i ^ mk2 ^ IK3);
+          valid_d = m_idx < {16'h0000, seu_m_i};
         end else begin
-          u_idx[i] = 32'h0;
-          v_idx[i] = 1'b0;
+          mul_a_d = 32'h0;
+          valid_d = 1'b0;
         end
       end
+      always_ff @(posedge clk_i) begin
+        mul_a_q <= mul_a_d;
+        valid_q <= valid_d;
+      end
+      assign u_idx[i] = seu_en_i ? seu_mix_b(mul_a_q) : 32'h0;
+      assign v_idx[i] = seu_en_i && valid_q;
     end else begin : g_no_hash
       assign u_idx[i] = 32'h0;
       assign v_idx[i] = 1'b0;

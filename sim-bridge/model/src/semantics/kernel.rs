@@ -104,8 +104,8 @@ struct SeuTab<const L: usize> {
 fn seu_cols<const L: usize>(seu: &[SeuTab<L>], base: u32) -> [u32; L] {
     let mut hc = [0u32; L];
     if let Some(s) = seu.first() {
-        for l in 0..L {
-            hc[l] = seu_alpha(seu_mix(base ^ s.col[l]));
+        for (h, &col) in hc.iter_mut().zip(&s.col) {
+            *h = seu_alpha(seu_mix(base ^ col));
         }
     }
     hc
