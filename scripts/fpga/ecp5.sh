@@ -11,7 +11,7 @@
 #
 #   scripts/fpga/ecp5.sh                                # ARRAYS=8, 115200 baud, seed 1
 #   SEEDS="1 2 3" ARRAYS=8 BAUD=1000000 scripts/fpga/ecp5.sh
-#   NEXTPNR_OPTS="--placer sa" scripts/fpga/ecp5.sh      # extra nextpnr options
+#   NEXTPNR_OPTS="--placer heap" scripts/fpga/ecp5.sh    # nextpnr options (default: static, router2)
 #
 # BAUD must be within 2 % of 25 MHz / round(25 MHz / BAUD), or of 30 MHz /
 # round(30 MHz / BAUD) with the PLL (3 Mbaud; docs/boards.md lists the rates). Outputs in
@@ -30,7 +30,10 @@ BAUD=${BAUD:-115200}
 SEEDS=${SEEDS:-1}
 OUT=${OUT:-build/fpga-ecp5}
 VENV=${FAULTLOOP_VENV:-.venv}
-NEXTPNR_OPTS=${NEXTPNR_OPTS:-}
+# The electrostatic placer and router2: HeAP took 2-4 min an iteration on the
+# 8x8 here (tens of iterations), the static placer 13 min in all
+# (docs/results.md, "ECP5 LFE5U-85F (ULX3S)").
+NEXTPNR_OPTS=${NEXTPNR_OPTS---placer static --router router2}
 # The UART divides the clock by an integer: a rate it would miss by more than
 # 2 % is refused (8N1 tolerates about 4 % between the two ends in total). A
 # rate no divisor of 25 MHz meets, but one of 30 MHz does (3 Mbaud), runs the
@@ -96,8 +99,14 @@ for n in $ARRAYS; do
     log="$OUT/$name.s$seed.nextpnr.log"
     t0=$SECONDS
     # shellcheck disable=SC2086  # NEXTPNR_OPTS is a list of options
-    if "$NEXTPNR" --85k --package CABGA381 --speed 6 --lpf rtl/ecp5/ulx3s.lpf --freq "$FREQ" --seed "$seed" \
-         $NEXTPNR_OPTS --json "$OUT/$name.json" --textcfg "$OUT/$name.s$seed.config" >"$log" 2>&1; then
+    rc=0
+    "$NEXTPNR" --85k --package CABGA381 --speed 6 --lpf rtl/ecp5/ulx3s.lpf --freq "$FREQ" --seed "$seed" \
+      $NEXTPNR_OPTS --json "$OUT/$name.json" --textcfg "$OUT/$name.s$seed.config" >"$log" 2>&1 || rc=$?
+    if (( rc > 128 )); then
+      echo "   seed $seed: nextpnr interrupted (signal $((rc - 128))) after $((SECONDS - t0)) s: $(util "$log")"
+      exit "$rc"
+    fi
+    if (( rc == 0 )); then
       fmax=$(grep -E "Max frequency for clock" "$log" | tail -1 | sed -E 's/.*: ([0-9.]+) MHz.*/\1/')
       echo "   seed $seed: nextpnr $((SECONDS - t0)) s; $(util "$log")Fmax ${fmax} MHz (target ${FREQ} MHz)"
       if grep "Max frequency" "$log" | tail -1 | grep -q "FAIL"; then
