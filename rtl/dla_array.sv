@@ -4,6 +4,14 @@
 // applies the skew), move right one PE per cycle; partial sums enter the top
 // of each column as 0 and move down one PE per cycle; psum_o carries the
 // bottom row's registers. Weights are written one physical row per cycle.
+//
+// Transient flips (HasSeu): the hash of PE (r, c) for activation row m is
+// u_r(m) ^ alpha*u_c(m) (docs/protocol.md "Transient-flip hash"). Row r
+// receives the row m = t - r at stream cycle t, and so does the top of
+// column r, so one index hash u_i = mix(key ^ (t - i)*K2 ^ i*K3) per index
+// i < max(R, C) and cycle serves both: it enters row i at the left (with
+// hv: t - i < M) and, times alpha, column i at the top; the PEs pass both
+// on with their data. max(R, C) hash units instead of one per PE.
 module dla_array #(
   parameter int ArrayRows     = 16,
   parameter int ArrayCols     = 16,
@@ -60,6 +68,11 @@ module dla_array #(
   logic [8*R*(C+1)-1:0]  act_h;
   logic [32*(R+1)*C-1:0] psum_v;
   logic [8*R*(C+1)-1:0]  nflip_h;
+  // hr_h[r][c] / hv_h: u_r and its valid bit entering PE(r,c) from the left;
+  // hc_v[r][c]: alpha*u_c entering PE(r,c) from the top.
+  logic [32*R*(C+1)-1:0] hr_h;
+  logic [R*(C+1)-1:0]    hv_h;
+  logic [32*(R+1)*C-1:0] hc_v;
   logic [7:0]            row_flips [R];
   logic        cfg_any;
   logic [31:0] cfg_sa0, cfg_sa1;
@@ -102,8 +115,75 @@ module dla_array #(
   assign cfg_sa1 = clear_i ? 32'h0 : cfg_sa1_i;
   assign byp     = clear_i ? 1'b0 : byp_i;
 
+  // The index hashes (zero while SEUs are off: nothing reads them then, and
+  // the Verilated model skips the multiplies).
+  localparam int NIdx = (R > C) ? R : C;
+  logic [31:0] u_idx [NIdx];
+  logic        v_idx [NIdx];
+
+  // mix() of docs/protocol.md in two halves with a register between them:
+  // the first multiply is computed a cycle ahead, from the values the
+  // sequencer will present next cycle (t + 1 while streaming; the load
+  // cycles before a pass already present its key and t = 0), so the second
+  // multiply, the PE's compare and its psum share the next cycle. Two
+  // multiplies in one cycle set Fmax to ~21 MHz on the ECP5.
+  function automatic logic [31:0] seu_mix_a(input logic [31:0] x);
+    seu_mix_a = (x ^ (x >> 16)) * dla_pkg::HashMul1;
+  endfunction
+
+  function automatic logic [31:0] seu_mix_b(input logic [31:0] y);
+    logic [31:0] h;
+    h = (y ^ (y >> 15)) * dla_pkg::HashMul2;
+    seu_mix_b = h ^ (h >> 16);
+  endfunction
+
+  for (genvar i = 0; i < NIdx; i++) begin : g_idx
+    localparam logic [31:0] IK2 = 32'(i) * dla_pkg::HashK2;
+    localparam logic [31:0] IK3 = 32'(i) * dla_pkg::HashK3;
+    localparam logic [31:0] NextK2 = dla_pkg::HashK2 - IK2;   // (t + 1 - i) * K2 - t*K2
+    localparam logic [31:0] NextT  = 32'd1 - 32'(i);
+    if (HasSeu) begin : g_hash
+      // Next cycle's row m = t' - i (t' = t + 1 while streaming, else t),
+      // wrapping for t' < i: m*K2 = tk + (t' - t - i)*K2.
+      logic [31:0] mul_a_d, mul_a_q, mk2, m_idx;
+      logic        valid_d, valid_q;
+      assign mk2   = seu_tk_i + (en_i ? NextK2 : 32'(0) - IK2);
+      assign m_idx = seu_t_i + (en_i ? NextT : 32'(0) - 32'(i));
+      always_comb begin
+        if (seu_en_i) begin
+          mul_a_d = seu_mix_a(seu_key_i ^ mk2 ^ IK3);
+          valid_d = m_idx < {16'h0000, seu_m_i};
+        end else begin
+          mul_a_d = 32'h0;
+          valid_d = 1'b0;
+        end
+      end
+      always_ff @(posedge clk_i) begin
+        mul_a_q <= mul_a_d;
+        valid_q <= valid_d;
+      end
+      assign u_idx[i] = seu_en_i ? seu_mix_b(mul_a_q) : 32'h0;
+      assign v_idx[i] = seu_en_i && valid_q;
+    end else begin : g_no_hash
+      assign u_idx[i] = 32'h0;
+      assign v_idx[i] = 1'b0;
+    end
+  end
+
+  // alpha * u in GF(2)[x] / HashAlphaPoly: a shift and a conditional XOR.
+  function automatic logic [31:0] seu_alpha(input logic [31:0] u);
+    seu_alpha = {u[30:0], 1'b0} ^ (u[31] ? dla_pkg::HashAlphaPoly : 32'h0);
+  endfunction
+
+  if (!HasSeu) begin : g_no_seu_in
+    logic unused_seu_in;
+    assign unused_seu_in = ^{seu_key_i, seu_tk_i, seu_t_i, seu_m_i};
+  end
+
   for (genvar r = 0; r < R; r++) begin : g_row
     assign act_h[8*(r*(C+1)) +: 8]   = act_i[8*r +: 8];
+    assign hr_h[32*(r*(C+1)) +: 32]  = u_idx[r];
+    assign hv_h[r*(C+1)]             = v_idx[r];
     assign nflip_h[8*(r*(C+1)) +: 8] = 8'h0;
     assign row_flips[r]              = nflip_h[8*(r*(C+1)+C) +: 8];
     for (genvar c = 0; c < C; c++) begin : g_col
@@ -142,11 +222,13 @@ module dla_array #(
         .dft_sa0_i (dft_sa0_i),
         .dft_sa1_i (dft_sa1_i),
         .seu_en_i  (seu_en_i),
-        .seu_key_i (seu_key_i),
-        .seu_tk_i  (seu_tk_i),
-        .seu_t_i   (seu_t_i),
-        .seu_m_i   (seu_m_i),
         .seu_rate_i(seu_rate_i),
+        .hr_i      (hr_h[32*(r*(C+1)+c) +: 32]),
+        .hv_i      (hv_h[r*(C+1)+c]),
+        .hc_i      (hc_v[32*(r*C+c) +: 32]),
+        .hr_o      (hr_h[32*(r*(C+1)+c+1) +: 32]),
+        .hv_o      (hv_h[r*(C+1)+c+1]),
+        .hc_o      (hc_v[32*((r+1)*C+c) +: 32]),
         .nflip_i   (nflip_h[8*(r*(C+1)+c) +: 8]),
         .nflip_o   (nflip_h[8*(r*(C+1)+c+1) +: 8])
       );
@@ -155,15 +237,20 @@ module dla_array #(
 
   for (genvar c = 0; c < C; c++) begin : g_edge
     assign psum_v[32*c +: 32]     = 32'h0;
+    assign hc_v[32*c +: 32]       = seu_alpha(u_idx[c]);
     assign psum_o[32*c +: 32]     = psum_v[32*(R*C+c) +: 32];
   end
 
-  // The right-edge activations leave the array.
+  // The right-edge activations and hashes, and the bottom-edge hashes, leave
+  // the array.
+  logic unused_hc;
+  assign unused_hc = ^hc_v[32*R*C +: 32*C];
   logic unused_act;
   always_comb begin
     unused_act = 1'b0;
     for (int r = 0; r < R; r++) begin
-      unused_act = unused_act ^ (^act_h[8*(r*(C+1)+C) +: 8]);
+      unused_act = unused_act ^ (^act_h[8*(r*(C+1)+C) +: 8]) ^ (^hr_h[32*(r*(C+1)+C) +: 32]) ^
+                   hv_h[r*(C+1)+C];
     end
   end
 

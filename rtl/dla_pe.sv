@@ -12,17 +12,20 @@
 //    MAC and no flip. Its weight register loads 0 (bypass only changes
 //    between MATMULs and every pass reloads the tile), so psum_i + act*w is
 //    psum_i and the one adder serves both cases.
-//  * Transient flips: the counter-based hash of (seed, pass p, activation row
-//    m, Row, Col); the controller supplies key = seed ^ p*K1 and tk = t*K2 for
-//    the stream cycle t, the PE processes row m = t - Row - Col, so
-//    m*K2 = tk - (Row+Col)*K2 and only the mixing multiplies are per PE.
+//  * Transient flips: the hash of (seed, pass p, activation row m, Row, Col)
+//    is u_Row(m) ^ alpha*u_Col(m) (docs/protocol.md "Transient-flip hash"):
+//    dla_array computes the index hashes u_i once per index and cycle and
+//    sends u_Row right along the row with the activations (hr, with hv:
+//    m is a real row, m < M) and alpha*u_Col down the column with the
+//    partial sums (hc), one register per PE each, so every PE sees the two
+//    words of exactly the row m it multiplies. A PE only XORs and compares.
 //
 // Masks: v' = (v | sa1) & ~sa0, where sa0/sa1 are the injected masks (SET_FAULT,
 // cleared by RESET/CLEAR_FAULTS) OR-ed with the hidden defect masks (only when
 // HasDefectPort; cleared by rst_ni only).
 //
-// HasSeu = 0 drops the transient-flip hash (two 32x32 multiplies per PE, too
-// big for small FPGAs; the core then refuses a non-zero SET_SEU rate).
+// HasSeu = 0 drops the transient flips (the hash pipes and the compare; the
+// core then refuses a non-zero SET_SEU rate).
 // FastPath = 0 drops the clean_i shortcut, which only speeds up simulation:
 // it is a second copy of the MAC that an FPGA would pay LUTs for.
 module dla_pe #(
@@ -65,20 +68,19 @@ module dla_pe #(
   input  logic [31:0] dft_sa1_i,
   // transient faults
   input  logic        seu_en_i,     // rate != 0
-  input  logic [31:0] seu_key_i,    // seed ^ p * HashK1
-  input  logic [31:0] seu_tk_i,     // t * HashK2
-  input  logic [31:0] seu_t_i,      // stream cycle t
-  input  logic [15:0] seu_m_i,      // M of the running MATMUL
   input  logic [27:0] seu_rate_i,   // flip if (h >> 5) < rate
+  input  logic [31:0] hr_i,         // u_Row(m) of the row m at act_i
+  input  logic        hv_i,         // that m is a real row (m < M)
+  input  logic [31:0] hc_i,         // alpha * u_Col(m) of the row m at psum_i
+  output logic [31:0] hr_o,
+  output logic        hv_o,
+  output logic [31:0] hc_o,
   // flips this cycle in this row so far: nflip_o = nflip_i + this PE's flip
   // (0 unless en_i and seu_en_i)
   input  logic [7:0]  nflip_i,
   output logic [7:0]  nflip_o
 );
 
-  localparam logic [31:0] RcK2 = (32'(Row) + 32'(Col)) * dla_pkg::HashK2;
-  localparam logic [31:0] IdK3 = ((32'(Row) << 8) | 32'(Col)) * dla_pkg::HashK3;
-  localparam logic [31:0] RowCol = 32'(Row) + 32'(Col);
   localparam logic [7:0]  Row8   = 8'(Row);
   localparam logic [7:0]  Col8   = 8'(Col);
 
@@ -216,26 +218,6 @@ module dla_pe #(
     end
   end
 
-  // Transient flip of this step: the 32-bit XOR mask (one bit set or none).
-  function automatic logic [31:0] seu_mask(input logic [31:0] key, input logic [31:0] tk,
-                                           input logic [31:0] t, input logic [15:0] m,
-                                           input logic [27:0] rate);
-    logic [31:0] h, m_idx;
-    // Counter-based hash (docs/protocol.md "Transient-flip hash").
-    m_idx = t - RowCol;
-    h = key ^ (tk - RcK2) ^ IdK3;
-    h = h ^ (h >> 16);
-    h = h * dla_pkg::HashMul1;
-    h = h ^ (h >> 15);
-    h = h * dla_pkg::HashMul2;
-    h = h ^ (h >> 16);
-    // Only rows 0 <= m < M are real MACs (t < Row+Col wraps to a huge m).
-    seu_mask = '0;
-    if (m_idx < {16'h0000, m} && {1'b0, h[31:5]} < rate) begin
-      seu_mask = 32'h1 << h[4:0];
-    end
-  endfunction
-
   // One step of the PE. act_d/psum_d are plain expressions with a single
   // reader (the en_i-enabled registers below), so the Verilated model
   // evaluates them only while the array streams; fmask (the transient flip)
@@ -243,9 +225,37 @@ module dla_pe #(
   logic [31:0] fmask;
 
   if (HasSeu) begin : g_seu
+    // The hash pipes move with the activations (hr, hv) and the partial sums
+    // (hc); hv is control (reset), so a pass never sees a stale real row.
+    logic [31:0] hr_q, hc_q, h;
+    logic        hv_q;
+
+    always_ff @(posedge clk_i) begin
+      if (!rst_ni) begin
+        hv_q <= 1'b0;
+      end else if (en_i) begin
+        hv_q <= hv_i;
+      end
+    end
+
+    always_ff @(posedge clk_i) begin
+      if (en_i) begin
+        hr_q <= hr_i;
+        hc_q <= hc_i;
+      end
+    end
+
+    assign hr_o = hr_q;
+    assign hv_o = hv_q;
+    assign hc_o = hc_q;
+    assign h    = hr_i ^ hc_i;
+
     always_comb begin
       if (en_i && seu_en_i) begin
-        fmask   = byp_q ? 32'h0 : seu_mask(seu_key_i, seu_tk_i, seu_t_i, seu_m_i, seu_rate_i);
+        fmask = 32'h0;
+        if (!byp_q && hv_i && {1'b0, h[31:5]} < seu_rate_i) begin
+          fmask = 32'h1 << h[4:0];
+        end
         nflip_o = nflip_i + 8'(fmask != 32'h0);
       end else begin
         fmask   = 32'h0;
@@ -255,9 +265,12 @@ module dla_pe #(
   end else begin : g_no_seu
     assign fmask   = 32'h0;
     assign nflip_o = 8'h0;
+    assign hr_o    = 32'h0;
+    assign hv_o    = 1'b0;
+    assign hc_o    = 32'h0;
 
     logic unused_seu;
-    assign unused_seu = ^{seu_en_i, seu_key_i, seu_tk_i, seu_t_i, seu_m_i, seu_rate_i, nflip_i};
+    assign unused_seu = ^{seu_en_i, seu_rate_i, hr_i, hv_i, hc_i, nflip_i};
   end
 
   // A bypassed PE holds w_q = 0, so sum = psum_i; the masks and the flip are

@@ -35,7 +35,7 @@ package dla_pkg;
   localparam logic [31:0] RepLenCounters = 32'd24;
 
   // INFO reply: proto and rtl version bytes.
-  localparam logic [7:0] ProtoVersion = 8'h01;
+  localparam logic [7:0] ProtoVersion = 8'h02;
   localparam logic [7:0] RtlVersion   = 8'h01;
 
   // ---------------------------------------------------------------------------
@@ -77,9 +77,10 @@ package dla_pkg;
   // ---------------------------------------------------------------------------
   localparam logic [31:0] HashK1   = 32'h9E3779B1;   // * pass p
   localparam logic [31:0] HashK2   = 32'h85EBCA77;   // * activation row m
-  localparam logic [31:0] HashK3   = 32'hC2B2AE3D;   // * ((pr << 8) | pc)
+  localparam logic [31:0] HashK3   = 32'hC2B2AE3D;   // * index i (row or column)
   localparam logic [31:0] HashMul1 = 32'h7FEB352D;   // mixing multiplies
   localparam logic [31:0] HashMul2 = 32'h846CA68B;
+  localparam logic [31:0] HashAlphaPoly = 32'h0040_0007;  // x^32 + x^22 + x^2 + x + 1
   localparam logic [31:0] SeuRateMax = 32'h0800_0000; // 2^27: a flip every MAC
 
   // ---------------------------------------------------------------------------

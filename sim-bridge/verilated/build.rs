@@ -73,6 +73,17 @@ fn main() {
     // memory sizes) so that the FPGA build's datapath runs against the model.
     let mut variants: Vec<(String, usize, usize, Vec<String>)> =
         sizes.iter().map(|&(r, c)| (format!("Vdla_r{r}c{c}"), r, c, Vec::new())).collect();
+    // The ECP5 bitstream's (rtl/ecp5/dla_ecp5_top.sv, scripts/fpga/ecp5.sh:
+    // 8x8, the full fault model, no FastPath, its memory sizes).
+    variants.push((
+        "Vdla_ecp5".into(),
+        8,
+        8,
+        ["-GWmemBytes=262144", "-GBufBytes=16384", "-GAccWords=16384", "-GFastPath=1'b0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    ));
     variants.push((
         "Vdla_ice40".into(),
         2,
@@ -133,7 +144,7 @@ fn main() {
             }
         }
         writeln!(header, "#include \"{prefix}.h\"").unwrap();
-        if prefix != "Vdla_ice40" {
+        if prefix != "Vdla_ice40" && prefix != "Vdla_ecp5" {
             write!(list, " X({r}, {c})").unwrap();
         }
         incdirs.push(mdir);

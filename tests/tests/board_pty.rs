@@ -208,3 +208,52 @@ fn hidden_defects_survive_clear_faults_and_match_the_model_with_them_injected() 
     assert_eq!(y, model.matmul(0, m, k, n, (0, 0), &a).unwrap());
     assert_ne!(y, clean.matmul(0, m, k, n, (0, 0), &a).unwrap());
 }
+
+/// The ULX3S at 3 Mbaud (docs/boards.md): 10 clocks a bit, its 30 MHz PLL
+/// clock, reached as `serial:PTY@3000000` like the board on its FT231X, so
+/// the host sets that rate on the port and sizes its per-byte timeouts by it.
+/// Random programs give the model's replies; INFO, MATMUL and COUNTERS
+/// through the device client as well.
+#[test]
+fn a_board_at_the_3_mbaud_setting_matches_the_model() {
+    const CPB_3MBAUD: u32 = 10; // 30 MHz / 3 Mbaud
+    let (rows, cols) = board_sizes()[0];
+    let pty =
+        PtyServer::spawn(UartSim::open(rows, cols, CPB_3MBAUD).unwrap(), PtyOptions::default())
+            .unwrap();
+    let spec = format!("{}@3000000", pty.device_string());
+    let mut serial = link::open_str(&spec).unwrap();
+    let mut model = ModelLink::sim(rows, cols);
+    let mut rng = Rng::new(0x0300_0000);
+    let mut seq = 0u16;
+    for case in 0..4 {
+        for (i, req) in random_program(&mut rng, rows, cols).iter().enumerate() {
+            seq = seq.wrapping_add(1);
+            let frame = req.encode(seq);
+            let want = roundtrip(&mut model as &mut dyn Link, &frame).unwrap();
+            let got = roundtrip(serial.as_mut(), &frame).unwrap();
+            assert!(
+                want == got,
+                "case {case} request {i} ({}) at 3 Mbaud:\n{}",
+                req.name(),
+                byte_diff("model (expected) vs pty board (got)", &want, &got)
+            );
+        }
+    }
+    drop(serial);
+    let mut dev = Device::open(&spec).unwrap();
+    assert_eq!(dev.name(), spec);
+    let info = dev.info().unwrap();
+    assert_eq!((info.rows, info.cols), (rows, cols));
+    let mut mdev = Device::open(&format!("model:{rows}x{cols}")).unwrap();
+    let (m, k, n) = (3, rows + 1, cols + 2);
+    let w = rng.vec_i8(k * n);
+    let a = rng.vec_i8(m * k);
+    let base = dev.load_matrix(0, k, n, &w).unwrap().base as u32;
+    assert_eq!(mdev.load_matrix(0, k, n, &w).unwrap().base as u32, base);
+    let y = dev.matmul(base, m, k, n, (1, 1), &a).unwrap();
+    assert_eq!(y, mdev.matmul(base, m, k, n, (1, 1), &a).unwrap());
+    drop(dev);
+    let sim = pty.stop().unwrap();
+    assert_eq!(sim.framing_errors(), 0);
+}

@@ -18,6 +18,7 @@ use faultloop_verilated::SimLink;
 
 const CASES: usize = 312;
 const ICE40_CASES: usize = 120;
+const ECP5_CASES: usize = 60;
 
 /// Sends every frame of `prog` to the model and the sim, asserts the replies
 /// are byte-identical (naming `what` and the request), returns the frame count.
@@ -70,4 +71,20 @@ fn ice40_configuration_matches_the_model() {
         frames += replay(&mut sim, &mut model, &prog, &format!("case {case} (ice40 2x2)"));
     }
     eprintln!("{ICE40_CASES} cases, {frames} frames, all replies byte-identical");
+}
+
+/// The ECP5 (ULX3S) bitstream's core configuration (8x8, the full fault
+/// model with the SEU hash, no FastPath, its memory sizes) against a model
+/// with the same configuration, byte for byte.
+#[test]
+fn ecp5_configuration_matches_the_model() {
+    let mut sim = SimLink::open_ecp5();
+    let mut model = ModelLink::new(Info::ecp5());
+    let mut rng = Rng::new(0xEC95);
+    let mut frames = 0;
+    for case in 0..ECP5_CASES {
+        let prog = program(&mut rng, 8, 8);
+        frames += replay(&mut sim, &mut model, &prog, &format!("case {case} (ecp5 8x8)"));
+    }
+    eprintln!("{ECP5_CASES} cases, {frames} frames, all replies byte-identical");
 }

@@ -145,7 +145,7 @@ fn dev(script: Vec<Act>) -> Device {
 
 fn info_bytes() -> Vec<u8> {
     Info {
-        proto: 1,
+        proto: 2,
         rtl: 1,
         rows: 4,
         cols: 4,

@@ -38,7 +38,7 @@ fn info_matches_the_sim_configuration() {
     assert_eq!(
         info,
         Info {
-            proto: 1,
+            proto: 2,
             rtl: 1,
             rows: 8,
             cols: 4,

@@ -40,10 +40,13 @@ pub(crate) struct PeFaults {
 /// A pure function of (seed, pass `p`, activation row `m`, physical PE) rather
 /// than a free-running LFSR, so the model reproduces every flip of the RTL
 /// without simulating cycles, and threads can evaluate passes in any order.
-/// A MAC flips when `(h >> 5) < rate`, at bit `h & 31`.
+/// It is `u(pr) ^ alpha * u(pc)` of two index hashes of the same row `m`,
+/// so the hardware needs one hash unit per row/column index rather than one
+/// per PE. A MAC flips when `(h >> 5) < rate`, at bit `h & 31`.
 #[inline(always)]
 pub fn seu_hash(seed: u32, p: u32, m: u32, pr: u32, pc: u32) -> u32 {
-    seu_mix(seu_base(seed, p, m) ^ seu_pe_term(pr, pc))
+    let base = seu_base(seed, p, m);
+    seu_index(base, pr) ^ seu_alpha(seu_index(base, pc))
 }
 
 /// The part of the hash input that depends on (seed, p, m) only; hoisted out
@@ -53,10 +56,23 @@ pub(crate) fn seu_base(seed: u32, p: u32, m: u32) -> u32 {
     seed ^ p.wrapping_mul(0x9E37_79B1) ^ m.wrapping_mul(0x85EB_CA77)
 }
 
-/// The part of the hash input that depends on the physical PE only.
+/// The index term of the hash input (a physical row or column index).
 #[inline(always)]
-pub(crate) fn seu_pe_term(pr: u32, pc: u32) -> u32 {
-    ((pr << 8) | pc).wrapping_mul(0xC2B2_AE3D)
+pub(crate) fn seu_index_term(i: u32) -> u32 {
+    i.wrapping_mul(0xC2B2_AE3D)
+}
+
+/// The index hash `u(i)` of protocol §4 for the row `m` behind `base`.
+#[inline(always)]
+pub(crate) fn seu_index(base: u32, i: u32) -> u32 {
+    seu_mix(base ^ seu_index_term(i))
+}
+
+/// Multiplication by `x` in GF(2)[x] / (x^32 + x^22 + x^2 + x + 1): a
+/// bijection, and so is `u ^ alpha(u)` (the diagonal PEs, `pr == pc`).
+#[inline(always)]
+pub(crate) fn seu_alpha(u: u32) -> u32 {
+    (u << 1) ^ if u >> 31 != 0 { 0x0040_0007 } else { 0 }
 }
 
 /// The finaliser of the hash (a murmur3-style avalanche).

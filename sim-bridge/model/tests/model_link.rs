@@ -45,7 +45,7 @@ fn info_reply_bytes_are_exact() {
     let got = drain(&mut link);
     let cfg = Info::sim(8, 16);
     let info = Info {
-        proto: 1,
+        proto: 2,
         rtl: 1,
         rows: 8,
         cols: 16,

@@ -25,7 +25,7 @@ pub const CRC_LEN: usize = 2;
 /// Bytes a frame adds around its payload.
 pub const FRAME_OVERHEAD: usize = HEADER_LEN + CRC_LEN;
 /// Protocol version reported by INFO.
-pub const PROTO_VERSION: u8 = 1;
+pub const PROTO_VERSION: u8 = 2;
 /// RTL version reported by INFO (the RTL's own revision of that protocol).
 pub const RTL_VERSION: u8 = 1;
 /// Length of the INFO reply payload.
@@ -685,6 +685,21 @@ impl Info {
             acc_words: 1 << 10,
             features: FEATURE_STUCK_AT | FEATURE_BYPASS | FEATURE_ROTATION,
             ..Info::sim(2, 2)
+        }
+    }
+
+    /// The core configuration of the ECP5 bitstream (`rtl/ecp5/dla_ecp5_top.sv`,
+    /// `scripts/fpga/ecp5.sh`, ULX3S 85F): 8x8 with the full fault model
+    /// (SEU included), 256 KiB weights (the default MLP fits), 16 KiB payload
+    /// buffer and 16 Ki accumulator words in EBR.
+    pub fn ecp5() -> Info {
+        Info {
+            rows: 8,
+            cols: 8,
+            wmem_bytes: 1 << 18,
+            buf_bytes: 1 << 14,
+            acc_words: 1 << 14,
+            ..Info::sim(8, 8)
         }
     }
 

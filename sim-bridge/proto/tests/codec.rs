@@ -284,7 +284,7 @@ fn request_payloads_match_the_spec_table() {
 #[test]
 fn reply_parsers() {
     let info = Info {
-        proto: 1,
+        proto: 2,
         rtl: 1,
         rows: 16,
         cols: 8,
@@ -295,7 +295,7 @@ fn reply_parsers() {
     };
     let b = info.to_bytes();
     assert_eq!(b.len(), INFO_LEN);
-    assert_eq!(&b[..4], &[1, 1, 16, 8]);
+    assert_eq!(&b[..4], &[2, 1, 16, 8]);
     assert_eq!(&b[4..8], &[0, 0, 0x10, 0]);
     assert_eq!(Info::parse(&b).unwrap(), info);
     assert!(info.has(FEATURE_SEU | FEATURE_ROTATION));

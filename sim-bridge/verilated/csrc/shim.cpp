@@ -196,6 +196,10 @@ size_t dla_sizes(uint32_t* rows, uint32_t* cols, size_t max) {
 // no SEU hash, no FastPath, 128 KiB wmem, 1 KiB buffer, 1024 acc words).
 void* dla_new_ice40() { return new Dla<Vdla_ice40>(); }
 
+// A fresh, reset model of the ECP5 bitstream's core configuration (8x8, the
+// full fault model, no FastPath, 256 KiB wmem, 16 KiB buffer, 16 Ki acc words).
+void* dla_new_ecp5() { return new Dla<Vdla_ecp5>(); }
+
 // A fresh, reset model, or NULL if that size was not built.
 void* dla_new(uint32_t rows, uint32_t cols) {
     for (const SizeEntry& e : kSizes) {

@@ -15,6 +15,7 @@ mod sys {
         pub fn dla_sizes(rows: *mut u32, cols: *mut u32, max: usize) -> usize;
         pub fn dla_new(rows: u32, cols: u32) -> *mut c_void;
         pub fn dla_new_ice40() -> *mut c_void;
+        pub fn dla_new_ecp5() -> *mut c_void;
         pub fn dla_free(h: *mut c_void);
         pub fn dla_write(h: *mut c_void, bytes: *const u8, n: usize);
         pub fn dla_run(h: *mut c_void, want_out_bytes: usize, max_cycles: u64) -> u64;
@@ -138,6 +139,13 @@ impl Model {
         // SAFETY: plain FFI call.
         let h = unsafe { sys::dla_new_ice40() };
         Model { h: NonNull::new(h).expect("dla_new_ice40"), ops: &SIM }
+    }
+
+    /// Open the ECP5 core configuration (always built).
+    pub(crate) fn sim_ecp5() -> Model {
+        // SAFETY: plain FFI call.
+        let h = unsafe { sys::dla_new_ecp5() };
+        Model { h: NonNull::new(h).expect("dla_new_ecp5"), ops: &SIM }
     }
 
     /// Open a UART board model (`None`: not built; `cpb` is range-checked by

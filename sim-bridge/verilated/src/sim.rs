@@ -95,6 +95,14 @@ impl SimLink {
         SimLink { model: Model::sim_ice40(), name: "sim:ice40-2x2".into() }
     }
 
+    /// Open a fresh, reset instance of the ECP5 (ULX3S) bitstream's core
+    /// configuration (`Info::ecp5()` of faultloop-proto: 8x8, the full fault
+    /// model, no simulation shortcut, the board's memory sizes), behind the
+    /// same 8-byte stream port as the other sim models.
+    pub fn open_ecp5() -> SimLink {
+        SimLink { model: Model::sim_ecp5(), name: "sim:ecp5-8x8".into() }
+    }
+
     /// Clock the model `cycles` cycles without new input (bytes already
     /// sent are still delivered); e.g. to let the idle timeout drop a
     /// partial frame. Reply bytes produced meanwhile are kept for `recv`.

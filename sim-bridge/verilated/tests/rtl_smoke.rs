@@ -28,7 +28,7 @@ fn info() {
     for (r, c) in built_sizes() {
         let mut link = open(r, c);
         let p = ok(&mut link, INFO, &[]);
-        let mut want = vec![1u8, 1, r as u8, c as u8];
+        let mut want = vec![2u8, 1, r as u8, c as u8];
         for v in [1u32 << 20, 1 << 18, 1 << 17, 0b0_1111] {
             want.extend_from_slice(&v.to_le_bytes());
         }
@@ -53,7 +53,7 @@ fn info_bytes() {
         assert!(n > 0);
         got.extend_from_slice(&buf[..n]);
     }
-    let mut want = vec![0x5A, 0x00, 7, 0, 20, 0, 0, 0, 1, 1, 4, 4];
+    let mut want = vec![0x5A, 0x00, 7, 0, 20, 0, 0, 0, 2, 1, 4, 4];
     want.extend_from_slice(&[0, 0, 0x10, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0x0F, 0, 0, 0]);
     let crc = crc16(&want[1..]);
     want.extend_from_slice(&crc.to_le_bytes());

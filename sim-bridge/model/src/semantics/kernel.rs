@@ -29,7 +29,7 @@
 //!   row's K passes in registers before one store is the same value as the
 //!   RTL's per-pass read-modify-write.
 
-use super::{seu_base, seu_mix, seu_pe_term, PeFaults};
+use super::{seu_alpha, seu_base, seu_index_term, seu_mix, PeFaults};
 
 /// One validated MATMUL and the device state it reads.
 pub(crate) struct MatmulArgs<'a> {
@@ -91,8 +91,24 @@ struct SeuTab<const L: usize> {
     /// -1 where the PE performs a MAC (exists and is not bypassed), else 0:
     /// bypassed PEs and padding lanes never flip and are never counted.
     active: [i32; L],
-    /// `seu_pe_term(pr, pc)` of the PE in this lane.
-    pe: [u32; L],
+    /// `seu_index_term(pc)` of the PE's column in this lane (the same in every
+    /// row of a chunk).
+    col: [u32; L],
+    /// `seu_index_term(pr)` of this physical row.
+    row: u32,
+}
+
+/// `alpha * u(pc)` of the lanes of a chunk, the column half of the hash:
+/// computed once per (row m, pass), shared by the chunk's rows.
+#[inline(always)]
+fn seu_cols<const L: usize>(seu: &[SeuTab<L>], base: u32) -> [u32; L] {
+    let mut hc = [0u32; L];
+    if let Some(s) = seu.first() {
+        for (h, &col) in hc.iter_mut().zip(&s.col) {
+            *h = seu_alpha(seu_mix(base ^ col));
+        }
+    }
+    hc
 }
 
 /// Everything the worker threads share, read-only.
@@ -188,10 +204,11 @@ fn build_ctx<const L: usize>(a: &MatmulArgs) -> Ctx<L> {
 
     let zero_row = RowTab { s1: [0; L], s0: [0; L], p1: [0; L], p0: [0; L] };
     let mut tabs = vec![zero_row; chunks * r];
-    let mut seu = vec![SeuTab { active: [0; L], pe: [0; L] }; chunks * r];
+    let mut seu = vec![SeuTab { active: [0; L], col: [0; L], row: 0 }; chunks * r];
     for ch in 0..chunks {
         for pr in 0..r {
             let (t, s) = (&mut tabs[ch * r + pr], &mut seu[ch * r + pr]);
+            s.row = seu_index_term(pr as u32);
             for l in 0..L {
                 let Some(pc) = phys_col(ch * L + l) else { continue };
                 let f = pe(pr, pc);
@@ -203,7 +220,7 @@ fn build_ctx<const L: usize>(a: &MatmulArgs) -> Ctx<L> {
                     t.p1[l] = f.psum[1] as i32;
                     s.active[l] = -1;
                 }
-                s.pe[l] = seu_pe_term(pr as u32, pc as u32);
+                s.col[l] = seu_index_term(pc as u32);
             }
         }
     }
@@ -395,12 +412,14 @@ fn tile_seu<const L: usize>(
     let mut ps = [0i32; L];
     // rate <= 2^27 and h >> 5 < 2^27, so a signed compare is exact (and vectorises).
     let rate = rate as i32;
+    let hc = seu_cols(seu, base);
     for (((&r, wr), t), s) in rr.iter().zip(w).zip(tabs).zip(seu) {
         let a = ain[r] as i8 as i32;
+        let hr = seu_mix(base ^ s.row);
         for l in 0..L {
             let x = (a | t.s1[l]) & !t.s0[l];
             let mut v = ps[l].wrapping_add(x.wrapping_mul(wr[l]));
-            let h = seu_mix(base ^ s.pe[l]);
+            let h = hr ^ hc[l];
             let hit = -((((h >> 5) as i32) < rate) as i32) & s.active[l];
             v ^= hit & (1u32 << (h & 31)) as i32;
             hits[l] += hit & 1;
@@ -416,7 +435,7 @@ fn tile_seu<const L: usize>(
 /// lanes in groups of 8 (one ymm), `L/8` independent psum chains per row.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Ctx, RowTab, SeuTab};
+    use super::{seu_cols, seu_mix, Ctx, RowTab, SeuTab};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2")]
@@ -492,25 +511,20 @@ mod avx2 {
     ) -> [i32; L] {
         let mut ps = [_mm256_setzero_si256(); MAX_G];
         let mut hv = [_mm256_setzero_si256(); MAX_G];
-        let base = _mm256_set1_epi32(base as i32);
+        // The column halves once per call, the row half once per row.
+        let hc = seu_cols(seu, base);
         // rate <= 2^27 and h >> 5 < 2^27: a signed compare is exact.
         let rate = _mm256_set1_epi32(rate as i32);
-        let k1 = _mm256_set1_epi32(0x7FEB_352D_u32 as i32);
-        let k2 = _mm256_set1_epi32(0x846C_A68B_u32 as i32);
         let one = _mm256_set1_epi32(1);
         let low5 = _mm256_set1_epi32(31);
         for (((&r, wr), t), s) in rr.iter().zip(w).zip(tabs).zip(seu) {
             let a = _mm256_set1_epi32(*ain.get_unchecked(r) as i8 as i32);
+            let hr = _mm256_set1_epi32(seu_mix(base ^ s.row) as i32);
             for g in 0..L / 8 {
                 let x = _mm256_andnot_si256(ld(&t.s0, g), _mm256_or_si256(a, ld(&t.s1, g)));
                 let mut v = _mm256_add_epi32(ps[g], _mm256_mullo_epi32(x, ld(wr, g)));
-                // seu_mix(base ^ pe), lane-wise.
-                let mut h = _mm256_xor_si256(base, ld(&s.pe, g));
-                h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
-                h = _mm256_mullo_epi32(h, k1);
-                h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 15));
-                h = _mm256_mullo_epi32(h, k2);
-                h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+                // u(pr) ^ alpha * u(pc), lane-wise.
+                let h = _mm256_xor_si256(hr, ld(&hc, g));
                 let hit = _mm256_and_si256(
                     _mm256_cmpgt_epi32(rate, _mm256_srli_epi32(h, 5)),
                     ld(&s.active, g),

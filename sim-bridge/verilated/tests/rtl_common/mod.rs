@@ -191,16 +191,22 @@ pub fn rand_i8(n: usize, seed: u64) -> Vec<i8> {
 }
 
 pub fn seu_hash(seed: u32, p: u32, m: u32, pr: u32, pc: u32) -> u32 {
-    let mut x = seed
-        ^ p.wrapping_mul(0x9E37_79B1)
-        ^ m.wrapping_mul(0x85EB_CA77)
-        ^ ((pr << 8) | pc).wrapping_mul(0xC2B2_AE3D);
-    x ^= x >> 16;
-    x = x.wrapping_mul(0x7FEB_352D);
-    x ^= x >> 15;
-    x = x.wrapping_mul(0x846C_A68B);
-    x ^= x >> 16;
-    x
+    // protocol §4: h = u(pr) ^ alpha * u(pc), u(i) the index hash of row m.
+    let u = |i: u32| {
+        let mut x = seed
+            ^ p.wrapping_mul(0x9E37_79B1)
+            ^ m.wrapping_mul(0x85EB_CA77)
+            ^ i.wrapping_mul(0xC2B2_AE3D);
+        x ^= x >> 16;
+        x = x.wrapping_mul(0x7FEB_352D);
+        x ^= x >> 15;
+        x = x.wrapping_mul(0x846C_A68B);
+        x ^= x >> 16;
+        x
+    };
+    let uc = u(pc);
+    let alpha_uc = (uc << 1) ^ if uc & 0x8000_0000 != 0 { 0x0040_0007 } else { 0 };
+    u(pr) ^ alpha_uc
 }
 
 /// docs/protocol.md section 4, transcribed loop by loop.
