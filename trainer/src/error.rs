@@ -1,6 +1,7 @@
 //! The crate's errors: [`Error`] for the library as a whole, [`ExecutorError`]
 //! for the DLA-backed executor ([`crate::DeviceMatmul`]), [`ShapeError`] for
-//! the shape contract every executor checks, and [`ExecError`], the boxed
+//! the shape contract every executor checks, [`InteropError`] for safetensors
+//! export and import, and [`ExecError`], the boxed
 //! error of the [`crate::Int8Matmul`] trait.
 use std::path::PathBuf;
 
@@ -76,7 +77,7 @@ pub enum Error {
     Plot(#[from] crate::plot::PlotError),
     /// A bad safetensors file on export or import (names the file and tensor).
     #[error(transparent)]
-    Interop(#[from] crate::interop::InteropError),
+    Interop(#[from] InteropError),
 
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
@@ -143,4 +144,29 @@ pub enum ExecutorError {
     /// The device string does not parse, or its link does not open.
     #[error("cannot open device: {0}")]
     Open(#[source] LinkError),
+}
+
+/// A bad safetensors file on import: every variant names the file, and the
+/// tensor where one is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum InteropError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// Not a safetensors file (bad header, offsets, ...).
+    #[error("{}: not a readable safetensors file: {source}", path.display())]
+    Format { path: PathBuf, source: safetensors::SafeTensorError },
+    #[error("{}: no tensor `{tensor}` (the {spec} model needs it)", path.display())]
+    Missing { path: PathBuf, tensor: String, spec: String },
+    #[error("{}: tensor `{tensor}` has shape {got:?}, expected {want:?}", path.display())]
+    Shape { path: PathBuf, tensor: String, got: Vec<usize>, want: Vec<usize> },
+    #[error("{}: tensor `{tensor}` is {got}, expected {want}", path.display())]
+    Dtype { path: PathBuf, tensor: String, got: String, want: &'static str },
+    #[error("{}: tensor `{tensor}` holds a non-finite value at element {at}", path.display())]
+    NotFinite { path: PathBuf, tensor: String, at: usize },
+    /// `__metadata__` that does not parse or contradicts the options.
+    #[error("{}: {msg}", path.display())]
+    Metadata { path: PathBuf, msg: String },
+    /// A file that says nothing about its architecture, imported without a spec.
+    #[error("{}: no faultloop metadata in the file; give the architecture (--spec)", path.display())]
+    NoSpec { path: PathBuf },
 }

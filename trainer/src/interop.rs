@@ -46,30 +46,7 @@ pub const FORMAT: &str = "faultloop-export";
 /// `__metadata__["version"]` of an export.
 pub const VERSION: &str = "1";
 
-/// A bad safetensors file on import: every variant names the file, and the
-/// tensor where one is at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum InteropError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
-    /// Not a safetensors file (bad header, offsets, ...).
-    #[error("{}: not a readable safetensors file: {source}", path.display())]
-    Format { path: PathBuf, source: SafeTensorError },
-    #[error("{}: no tensor `{tensor}` (the {spec} model needs it)", path.display())]
-    Missing { path: PathBuf, tensor: String, spec: String },
-    #[error("{}: tensor `{tensor}` has shape {got:?}, expected {want:?}", path.display())]
-    Shape { path: PathBuf, tensor: String, got: Vec<usize>, want: Vec<usize> },
-    #[error("{}: tensor `{tensor}` is {got}, expected {want}", path.display())]
-    Dtype { path: PathBuf, tensor: String, got: String, want: &'static str },
-    #[error("{}: tensor `{tensor}` holds a non-finite value at element {at}", path.display())]
-    NotFinite { path: PathBuf, tensor: String, at: usize },
-    /// `__metadata__` that does not parse or contradicts the options.
-    #[error("{}: {msg}", path.display())]
-    Metadata { path: PathBuf, msg: String },
-    /// A file that says nothing about its architecture, imported without a spec.
-    #[error("{}: no faultloop metadata in the file; give the architecture (--spec)", path.display())]
-    NoSpec { path: PathBuf },
-}
+pub use crate::error::InteropError;
 
 /// One layer as the `layers` metadata lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
