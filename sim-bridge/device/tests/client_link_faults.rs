@@ -309,11 +309,11 @@ fn malformed_and_incompatible_replies() {
     // Another protocol version.
     let mut d = dev(vec![Act::Answer(Box::new(|seq| {
         let mut p = info_bytes();
-        p[0] = 2;
+        p[0] = 3;
         encode_reply(Status::Ok, seq, &p)
     }))]);
     let e = d.info().unwrap_err();
-    assert!(e.to_string().contains("incompatible device: device speaks protocol 2"), "{e}");
+    assert!(e.to_string().contains("incompatible device: device speaks protocol 3"), "{e}");
 }
 
 #[test]
