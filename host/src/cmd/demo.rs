@@ -58,7 +58,7 @@ pub struct DemoArgs {
     pub data: DataArg,
     #[command(flatten)]
     pub dev: DeviceArg,
-    /// The model: pretrained on the host (or reused from OUT_DIR/<model>.ckpt).
+    /// The model: pretrained on the host (or reused from `OUT_DIR/<model>.ckpt`).
     #[arg(long, value_enum, default_value = "mlp")]
     pub model: DemoModel,
     /// The scenarios to run.
