@@ -11,7 +11,14 @@ pub fn print_json(v: &impl Serialize) {
 /// [`print_json`] with every object's keys sorted, at every depth (the
 /// output of `info`, `faults check` and `demo` has always been in that order).
 pub fn print_json_sorted(v: &impl Serialize) {
-    print_json(&serde_json::to_value(v).expect("serialisable"));
+    println!("{}", json_sorted(v));
+}
+
+/// `v` as pretty JSON with every object's keys sorted, at every depth (a
+/// `serde_json::Value` map is ordered): what [`print_json_sorted`] prints.
+pub fn json_sorted(v: &impl Serialize) -> String {
+    let value = serde_json::to_value(v).expect("serialisable");
+    serde_json::to_string_pretty(&value).expect("serialisable")
 }
 
 /// `#[serde(serialize_with = "sorted")]`: a field whose objects print with

@@ -842,19 +842,20 @@ fn retrain_inner(
         }
         Ok(())
     };
-    // Measure the current weights as a selection candidate; keep them if best.
+    // Measure the current weights as a selection candidate; the triaged
+    // start (`keep`) is also kept, to end with if it beats the end.
     let consider = |st: &mut State,
                     exec: &mut DeviceMatmul,
                     vs: &nn::VarStore,
-                    best: &mut Option<Vec<(String, Tensor)>>|
+                    best: &mut Option<Vec<(String, Tensor)>>,
+                    keep: bool|
      -> Result<()> {
         let Some(set) = &select_set else { return Ok(()) };
         let t = Instant::now();
         let accuracy = eval::accuracy(model, set, cfg.eval_batch, exec, |_| {})?;
         st.totals.eval_seconds += t.elapsed().as_secs_f64();
-        let top = st.selection.iter().map(|p| p.accuracy).fold(f64::NEG_INFINITY, f64::max);
         st.selection.push(SelectionPoint { steps: st.totals.steps, accuracy });
-        if accuracy > top {
+        if keep {
             let mut vars: Vec<(String, Tensor)> =
                 vs.variables().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
             vars.sort_by(|a, b| a.0.cmp(&b.0));
@@ -889,7 +890,7 @@ fn retrain_inner(
                 run_triage(model, train, cfg, exec, twin.as_deref_mut(), &mut st)?;
                 freeze = set_bypass(exec, &st.bypass)?;
                 model.sync_weights(exec)?;
-                consider(&mut st, exec, vs, &mut best)?;
+                consider(&mut st, exec, vs, &mut best, true)?;
             }
             let t0 = Instant::now();
             let s = st.step_in_epoch;
@@ -975,7 +976,7 @@ fn retrain_inner(
         st.step_in_epoch = 0;
         if st.triage.is_some() && st.epoch == cfg.epochs {
             progress(Progress::Eval { what: "selection" });
-            consider(&mut st, exec, vs, &mut best)?;
+            consider(&mut st, exec, vs, &mut best, false)?;
         }
         sync_totals(&mut st, exec);
         save(&mut st, exec, &adam, vs, best.as_deref())?;

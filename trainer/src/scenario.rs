@@ -69,26 +69,24 @@ pub enum Event<'a> {
 
 /// The `clean` reference: every layer on the host's integer path, which is
 /// a fault-free device bit for bit (and the only fault-free device a chip
-/// with permanent defects has).
-fn clean_accuracy(
+/// with permanent defects has). Leaves every layer on the device.
+pub fn reference_accuracy(
     model: &Model,
     data: &Dataset,
     batch: usize,
     exec: &mut DeviceMatmul,
-    ev: &mut dyn FnMut(Event),
+    on_batch: impl FnMut(&EvalProgress),
 ) -> Result<f64> {
     let n = model.layers().len();
     modes(exec, n, &[], LayerMode::Host);
-    let a = eval::accuracy(model, data, batch, exec, |p| ev(Event::Eval(p)));
+    let a = eval::accuracy(model, data, batch, exec, on_batch);
     modes(exec, n, &[], LayerMode::Device);
     a
 }
 
 /// Every layer in `rest`, those in `set` under TMR.
 fn modes(exec: &mut DeviceMatmul, n: usize, set: &[usize], rest: LayerMode) {
-    for i in 0..n {
-        exec.set_mode(i, if set.contains(&i) { LayerMode::Tmr } else { rest });
-    }
+    tmr::set_modes(exec, n, |i| if set.contains(&i) { LayerMode::Tmr } else { rest });
 }
 
 /// Back to default rotations after a TMR analysis installed calibrated ones.
@@ -112,7 +110,8 @@ pub struct Measured {
     pub bypassed: Vec<[usize; 2]>,
     /// Layers under TMR.
     pub protected: Vec<String>,
-    /// Wall seconds of this mitigation (analysis, retraining, evaluation).
+    /// Wall seconds of this mitigation (analysis, retraining, evaluation;
+    /// for `tmr<B>`, the analysis and the whole budget table).
     pub seconds: f64,
     /// Accuracy per retraining epoch (retrained mitigations).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -195,7 +194,7 @@ pub fn permanent(
     exec.set_bypass(&[])?;
     exec.install_model(&model)?;
     ev(Event::Phase("clean (host reference)"));
-    let clean = clean_accuracy(&model, plan.test, batch, exec, ev)?;
+    let clean = reference_accuracy(&model, plan.test, batch, exec, |p| ev(Event::Eval(p)))?;
     let mut out = Vec::new();
 
     let measure = |name: &str,
@@ -231,34 +230,24 @@ pub fn permanent(
     let t = Instant::now();
     let vulnerability = tmr::analyze(&model, plan.calib, batch, exec)?;
     let analysis_seconds = t.elapsed().as_secs_f64();
-    let mut tmr_sets: Vec<(Vec<usize>, f64)> = Vec::new();
-    for &b in plan.tmr_budgets {
-        let name = format!("tmr{b}");
-        ev(Event::Phase(&name));
-        let t = Instant::now();
-        let set = vulnerability.select(b);
-        let accuracy = match tmr_sets.iter().find(|(s, _)| *s == set) {
-            Some((_, a)) => *a,
-            None => {
-                modes(exec, n, &set, LayerMode::Device);
-                let a = eval::accuracy(&model, plan.test, batch, exec, |p| ev(Event::Eval(p)))?;
-                tmr_sets.push((set.clone(), a));
-                a
-            }
-        };
+    ev(Event::Phase("tmr budgets"));
+    let t = Instant::now();
+    let table =
+        tmr::budget_table(&model, plan.test, batch, exec, &vulnerability, plan.tmr_budgets)?;
+    let seconds = analysis_seconds + t.elapsed().as_secs_f64();
+    for row in table {
         out.push(Measured {
-            name,
-            accuracy,
-            extra_macs_pct: vulnerability.cost_pct(&set),
+            name: format!("tmr{}", row.budget_pct),
+            accuracy: row.accuracy,
+            extra_macs_pct: row.extra_macs_pct,
             retrain_samples: 0,
             bypassed: Vec::new(),
-            protected: set.iter().map(|&i| vulnerability.layers[i].name.clone()).collect(),
-            seconds: t.elapsed().as_secs_f64() + analysis_seconds,
+            protected: row.protected,
+            seconds,
             history: Vec::new(),
             checkpoint: None,
         });
     }
-    modes(exec, n, &[], LayerMode::Device);
     let calibrated: Vec<[(u8, u8); 3]> =
         vulnerability.calibration.iter().map(|c| c.rotations).collect();
     default_rotations(exec, n);
@@ -591,7 +580,7 @@ pub fn soft_errors(
     exec.set_bypass(&[])?;
     exec.install_model(&model)?;
     ev(Event::Phase("clean (host reference)"));
-    let clean = clean_accuracy(&model, plan.test, batch, exec, ev)?;
+    let clean = reference_accuracy(&model, plan.test, batch, exec, |p| ev(Event::Eval(p)))?;
 
     let analyze = |model: &Model, exec: &mut DeviceMatmul, ev: &mut dyn FnMut(Event)| {
         ev(Event::Phase("tmr analysis (recovery per layer)"));

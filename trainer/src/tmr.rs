@@ -260,7 +260,8 @@ pub fn select_layers(gains: &[f64], macs: &[u64], budget_pct: f64) -> Vec<usize>
     }
 }
 
-fn set_modes(exec: &mut DeviceMatmul, layers: usize, f: impl Fn(usize) -> LayerMode) {
+/// Every layer `i < layers` in mode `f(i)`.
+pub(crate) fn set_modes(exec: &mut DeviceMatmul, layers: usize, f: impl Fn(usize) -> LayerMode) {
     for i in 0..layers {
         exec.set_mode(i, f(i));
     }

@@ -28,11 +28,11 @@ use trainer::plot::{self, Series};
 use trainer::retrain::RetrainConfig;
 use trainer::scenario::{self, Event, PermanentReport, SoftReport, Stat, TmrPoint};
 use trainer::train::TrainConfig;
-use trainer::{checkpoint, eval, ModelSpec};
+use trainer::{checkpoint, ModelSpec};
 
 use super::pretrain::pretrain_with_bar;
 use super::{loading, open_exec, DataArg, DeviceArg};
-use crate::output::{note, print_json_sorted};
+use crate::output::{json_sorted, note, print_json_sorted};
 use crate::progress::Bar;
 
 /// The model the demo runs.
@@ -333,7 +333,7 @@ pub fn run(a: DemoArgs, open: &OpenOptions) -> Result<()> {
         report: report.display().to_string(),
         seconds: t0.elapsed().as_secs_f64(),
     };
-    let text = serde_json::to_string_pretty(&sorted_value(&out))?;
+    let text = json_sorted(&out);
     trainer::fleetjob::write_atomic(&report, text.as_bytes())
         .with_context(|| format!("writing {}", report.display()))?;
     if a.json {
@@ -342,11 +342,6 @@ pub fn run(a: DemoArgs, open: &OpenOptions) -> Result<()> {
         print_table(&out, &a);
     }
     Ok(())
-}
-
-fn sorted_value(v: &impl Serialize) -> serde_json::Value {
-    // serde_json's Map is a BTreeMap without `preserve_order`: keys sorted.
-    serde_json::to_value(v).expect("demo report serialises")
 }
 
 struct Ctx<'a> {
@@ -387,7 +382,13 @@ impl Ctx<'_> {
                              {} points",
                             a.min_loss
                         ));
-                        let clean = reference_accuracy(&model, self.test, &mut twin)?;
+                        let clean = scenario::reference_accuracy(
+                            &model,
+                            self.test,
+                            EVAL_BATCH,
+                            &mut twin,
+                            |_| {},
+                        )?;
                         let plan = RateScan {
                             rates: DEFAULT_SCAN_RATES,
                             seed: a.seed,
@@ -522,7 +523,8 @@ impl Ctx<'_> {
                 ));
                 let mut tx = open_exec(&twin, self.open, None)?;
                 tx.install_model(&model)?;
-                let clean = reference_accuracy(&model, self.test, &mut tx)?;
+                let clean =
+                    scenario::reference_accuracy(&model, self.test, EVAL_BATCH, &mut tx, |_| {})?;
                 let r = scenario::find_seu_rate(
                     &model,
                     self.test,
@@ -581,23 +583,6 @@ impl Ctx<'_> {
             seconds: t0.elapsed().as_secs_f64(),
         })
     }
-}
-
-/// Fault-free accuracy: every layer on the host's integer reference.
-fn reference_accuracy(
-    model: &trainer::Model,
-    data: &Dataset,
-    exec: &mut trainer::DeviceMatmul,
-) -> Result<f64> {
-    let n = model.layers().len();
-    for i in 0..n {
-        exec.set_mode(i, trainer::device::LayerMode::Host);
-    }
-    let acc = eval::accuracy(model, data, EVAL_BATCH, exec, |_| {});
-    for i in 0..n {
-        exec.set_mode(i, trainer::device::LayerMode::Device);
-    }
-    Ok(acc?)
 }
 
 fn write_plot(path: &Path, svg: &str) -> Result<()> {
