@@ -60,19 +60,6 @@ module dla_array #(
   localparam int R = ArrayRows;
   localparam int C = ArrayCols;
 
-  // act_h[r][c]: activation entering PE(r,c) from the left (c = C: right edge, unused)
-  // psum_v[r][c]: partial sum entering PE(r,c) from the top (r = R: bottom edge)
-  // Packed: Verilator substitutes the PE registers for these part selects (an
-  // unpacked array element would be a per-cycle copy of every PE output).
-  // nflip_h[r][c]: flips this cycle in PEs (r, 0..c-1), chained along the row.
-  logic [8*R*(C+1)-1:0]  act_h;
-  logic [32*(R+1)*C-1:0] psum_v;
-  logic [8*R*(C+1)-1:0]  nflip_h;
-  // hr_h[r][c] / hv_h: u_r and its valid bit entering PE(r,c) from the left;
-  // hc_v[r][c]: alpha*u_c entering PE(r,c) from the top.
-  logic [32*R*(C+1)-1:0] hr_h;
-  logic [R*(C+1)-1:0]    hv_h;
-  logic [32*(R+1)*C-1:0] hc_v;
   logic [7:0]            row_flips [R];
   logic        cfg_any;
   logic [31:0] cfg_sa0, cfg_sa1;
@@ -180,13 +167,47 @@ module dla_array #(
     assign unused_seu_in = ^{seu_key_i, seu_tk_i, seu_t_i, seu_m_i};
   end
 
+  // The PEs are chained through nets declared in each PE's generate block
+  // (g_row[r].g_col[c].*_out), read by its right and lower neighbours: no
+  // array-wide packed vector, which the Verilated model (traced or not) would
+  // rebuild from every PE register on every cycle.
   for (genvar r = 0; r < R; r++) begin : g_row
-    assign act_h[8*(r*(C+1)) +: 8]   = act_i[8*r +: 8];
-    assign hr_h[32*(r*(C+1)) +: 32]  = u_idx[r];
-    assign hv_h[r*(C+1)]             = v_idx[r];
-    assign nflip_h[8*(r*(C+1)) +: 8] = 8'h0;
-    assign row_flips[r]              = nflip_h[8*(r*(C+1)+C) +: 8];
     for (genvar c = 0; c < C; c++) begin : g_col
+      logic [7:0]  act_in, act_out, nflip_in, nflip_out;
+      logic [31:0] psum_in, psum_out;
+      logic [31:0] hr_in, hr_out, hc_in, hc_out;
+      logic        hv_in, hv_out;
+      if (c == 0) begin : g_left
+        assign act_in   = act_i[8*r +: 8];
+        assign hr_in    = u_idx[r];
+        assign hv_in    = v_idx[r];
+        assign nflip_in = 8'h0;
+      end else begin : g_right_of
+        assign act_in   = g_row[r].g_col[c-1].act_out;
+        assign hr_in    = g_row[r].g_col[c-1].hr_out;
+        assign hv_in    = g_row[r].g_col[c-1].hv_out;
+        assign nflip_in = g_row[r].g_col[c-1].nflip_out;
+      end
+      if (r == 0) begin : g_top
+        assign psum_in = 32'h0;
+        assign hc_in   = seu_alpha(u_idx[c]);
+      end else begin : g_below
+        assign psum_in = g_row[r-1].g_col[c].psum_out;
+        assign hc_in   = g_row[r-1].g_col[c].hc_out;
+      end
+      // The right-edge activations and u_r and the bottom-edge alpha*u_c
+      // leave the array.
+      if (c == C - 1) begin : g_right_edge
+        logic unused_right;
+        assign unused_right = ^{act_out, hr_out, hv_out};
+        assign row_flips[r] = nflip_out;
+      end
+      if (r == R - 1) begin : g_bottom_edge
+        logic unused_bottom;
+        assign unused_bottom = ^hc_out;
+        assign psum_o[32*c +: 32] = psum_out;
+      end
+
       dla_pe #(
         .Row          (r),
         .Col          (c),
@@ -198,10 +219,10 @@ module dla_array #(
         .rst_ni    (rst_ni),
         .en_i      (en_i),
         .clean_i   (clean),
-        .act_i     (act_h[8*(r*(C+1)+c) +: 8]),
-        .psum_i    (psum_v[32*(r*C+c) +: 32]),
-        .act_o     (act_h[8*(r*(C+1)+c+1) +: 8]),
-        .psum_o    (psum_v[32*((r+1)*C+c) +: 32]),
+        .act_i     (act_in),
+        .psum_i    (psum_in),
+        .act_o     (act_out),
+        .psum_o    (psum_out),
         .wload_i   (wload_i),
         .wrow_i    (wrow_i),
         .wdata_i   (wdata_i[8*c +: 8]),
@@ -223,34 +244,15 @@ module dla_array #(
         .dft_sa1_i (dft_sa1_i),
         .seu_en_i  (seu_en_i),
         .seu_rate_i(seu_rate_i),
-        .hr_i      (hr_h[32*(r*(C+1)+c) +: 32]),
-        .hv_i      (hv_h[r*(C+1)+c]),
-        .hc_i      (hc_v[32*(r*C+c) +: 32]),
-        .hr_o      (hr_h[32*(r*(C+1)+c+1) +: 32]),
-        .hv_o      (hv_h[r*(C+1)+c+1]),
-        .hc_o      (hc_v[32*((r+1)*C+c) +: 32]),
-        .nflip_i   (nflip_h[8*(r*(C+1)+c) +: 8]),
-        .nflip_o   (nflip_h[8*(r*(C+1)+c+1) +: 8])
+        .hr_i      (hr_in),
+        .hv_i      (hv_in),
+        .hc_i      (hc_in),
+        .hr_o      (hr_out),
+        .hv_o      (hv_out),
+        .hc_o      (hc_out),
+        .nflip_i   (nflip_in),
+        .nflip_o   (nflip_out)
       );
-    end
-  end
-
-  for (genvar c = 0; c < C; c++) begin : g_edge
-    assign psum_v[32*c +: 32]     = 32'h0;
-    assign hc_v[32*c +: 32]       = seu_alpha(u_idx[c]);
-    assign psum_o[32*c +: 32]     = psum_v[32*(R*C+c) +: 32];
-  end
-
-  // The right-edge activations and hashes, and the bottom-edge hashes, leave
-  // the array.
-  logic unused_hc;
-  assign unused_hc = ^hc_v[32*R*C +: 32*C];
-  logic unused_act;
-  always_comb begin
-    unused_act = 1'b0;
-    for (int r = 0; r < R; r++) begin
-      unused_act = unused_act ^ (^act_h[8*(r*(C+1)+C) +: 8]) ^ (^hr_h[32*(r*(C+1)+C) +: 32]) ^
-                   hv_h[r*(C+1)+C];
     end
   end
 

@@ -227,7 +227,7 @@ module dla_pe #(
   if (HasSeu) begin : g_seu
     // The hash pipes move with the activations (hr, hv) and the partial sums
     // (hc); hv is control (reset), so a pass never sees a stale real row.
-    logic [31:0] hr_q, hc_q, h;
+    logic [31:0] hr_q, hc_q;
     logic        hv_q;
 
     always_ff @(posedge clk_i) begin
@@ -248,10 +248,14 @@ module dla_pe #(
     assign hr_o = hr_q;
     assign hv_o = hv_q;
     assign hc_o = hc_q;
-    assign h    = hr_i ^ hc_i;
 
+    // h is local so that the Verilated model computes it only while SEUs
+    // stream, not on every cycle.
     always_comb begin
+      logic [31:0] h;
+      h = 32'h0;
       if (en_i && seu_en_i) begin
+        h     = hr_i ^ hc_i;
         fmask = 32'h0;
         if (!byp_q && hv_i && {1'b0, h[31:5]} < seu_rate_i) begin
           fmask = 32'h1 << h[4:0];
