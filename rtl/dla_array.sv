@@ -52,9 +52,10 @@ module dla_array #(
   input  logic [31:0]             seu_key_i,
   input  logic [31:0]             seu_tk_i,
   input  logic [31:0]             seu_t_i,
+  input  logic [1:0]              seu_ahead_i, // t two cycles from now - seu_t_i
   input  logic [15:0]             seu_m_i,
   input  logic [27:0]             seu_rate_i,
-  output logic [FlipW-1:0]        nflips_o    // flips this cycle
+  output logic [FlipW-1:0]        nflips_o    // flips of the previous cycle
 );
 
   localparam int R = ArrayRows;
@@ -108,12 +109,16 @@ module dla_array #(
   logic [31:0] u_idx [NIdx];
   logic        v_idx [NIdx];
 
-  // mix() of docs/protocol.md in two halves with a register between them:
-  // the first multiply is computed a cycle ahead, from the values the
-  // sequencer will present next cycle (t + 1 while streaming; the load
-  // cycles before a pass already present its key and t = 0), so the second
-  // multiply, the PE's compare and its psum share the next cycle. Two
-  // multiplies in one cycle set Fmax to ~21 MHz on the ECP5.
+  // mix() of docs/protocol.md in two halves, each in its own cycle: the
+  // index hash of the row a PE multiplies at cycle x is started at x - 2
+  // (first multiply, mul_a_q) and finished at x - 1 (second multiply,
+  // u_q), so the cycle the PEs use it holds only their compare and psum.
+  // Started two cycles ahead, it is computed from the row the sequencer
+  // will present at x: t + 2 while streaming, t + 1 in the last weight-load
+  // cycle (the stream starts next cycle at t = 0), t = 0 in the earlier load
+  // cycles (dla_tile_seq holds t = 0 and the pass key while loading, for at
+  // least R >= 2 cycles). One multiply a cycle meets 25 MHz on the ECP5; two
+  // chained set Fmax to ~21 MHz.
   function automatic logic [31:0] seu_mix_a(input logic [31:0] x);
     seu_mix_a = (x ^ (x >> 16)) * dla_pkg::HashMul1;
   endfunction
@@ -127,30 +132,34 @@ module dla_array #(
   for (genvar i = 0; i < NIdx; i++) begin : g_idx
     localparam logic [31:0] IK2 = 32'(i) * dla_pkg::HashK2;
     localparam logic [31:0] IK3 = 32'(i) * dla_pkg::HashK3;
-    localparam logic [31:0] NextK2 = dla_pkg::HashK2 - IK2;   // (t + 1 - i) * K2 - t*K2
-    localparam logic [31:0] NextT  = 32'd1 - 32'(i);
     if (HasSeu) begin : g_hash
-      // Next cycle's row m = t' - i (t' = t + 1 while streaming, else t),
-      // wrapping for t' < i: m*K2 = tk + (t' - t - i)*K2.
-      logic [31:0] mul_a_d, mul_a_q, mk2, m_idx;
-      logic        valid_d, valid_q;
-      assign mk2   = seu_tk_i + (en_i ? NextK2 : 32'(0) - IK2);
-      assign m_idx = seu_t_i + (en_i ? NextT : 32'(0) - 32'(i));
+      // Row m = t' - i at t' = t + seu_ahead_i (dla_tile_seq), wrapping for t' < i:
+      // m*K2 = tk + seu_ahead_i*K2 - i*K2.
+      logic [31:0] mul_a_d, mul_a_q, u_d, u_q, mk2, m_idx;
+      logic        va_d, va_q, vu_d, vu_q;
+      assign mk2   = seu_tk_i + 32'(seu_ahead_i) * dla_pkg::HashK2 - IK2;
+      assign m_idx = seu_t_i + 32'(seu_ahead_i) - 32'(i);
       always_comb begin
         if (seu_en_i) begin
           mul_a_d = seu_mix_a(seu_key_i ^ mk2 ^ IK3);
-          valid_d = m_idx < {16'h0000, seu_m_i};
+          va_d    = m_idx < {16'h0000, seu_m_i};
+          u_d     = seu_mix_b(mul_a_q);
+          vu_d    = va_q;
         end else begin
           mul_a_d = 32'h0;
-          valid_d = 1'b0;
+          va_d    = 1'b0;
+          u_d     = 32'h0;
+          vu_d    = 1'b0;
         end
       end
       always_ff @(posedge clk_i) begin
         mul_a_q <= mul_a_d;
-        valid_q <= valid_d;
+        va_q    <= va_d;
+        u_q     <= u_d;
+        vu_q    <= vu_d;
       end
-      assign u_idx[i] = seu_en_i ? seu_mix_b(mul_a_q) : 32'h0;
-      assign v_idx[i] = seu_en_i && valid_q;
+      assign u_idx[i] = seu_en_i ? u_q : 32'h0;
+      assign v_idx[i] = seu_en_i && vu_q;
     end else begin : g_no_hash
       assign u_idx[i] = 32'h0;
       assign v_idx[i] = 1'b0;
@@ -164,7 +173,7 @@ module dla_array #(
 
   if (!HasSeu) begin : g_no_seu_in
     logic unused_seu_in;
-    assign unused_seu_in = ^{seu_key_i, seu_tk_i, seu_t_i, seu_m_i};
+    assign unused_seu_in = ^{seu_key_i, seu_tk_i, seu_t_i, seu_ahead_i, seu_m_i};
   end
 
   // The PEs are chained through nets declared in each PE's generate block
@@ -256,13 +265,29 @@ module dla_array #(
     end
   end
 
+  // The flips of a cycle, summed over the rows, land in nflips_o one cycle
+  // later: the row chains and the sum get a cycle of their own (on the ECP5
+  // they were the critical path, 18.3 MHz). The last cycle of a pass never
+  // flips (no PE holds a real row then), so the count is complete the cycle
+  // after the pass.
+  logic [FlipW-1:0] nflips_d, nflips_q;
   always_comb begin
-    nflips_o = '0;
+    nflips_d = '0;
     if (seu_en_i && en_i) begin
       for (int r = 0; r < R; r++) begin
-        nflips_o = nflips_o + FlipW'(row_flips[r]);
+        nflips_d = nflips_d + FlipW'(row_flips[r]);
       end
     end
   end
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) begin
+      nflips_q <= '0;
+    end else begin
+      nflips_q <= nflips_d;
+    end
+  end
+
+  assign nflips_o = nflips_q;
 
 endmodule

@@ -374,6 +374,7 @@ module dla_core #(
   logic [7:0]       wrow;
   logic [8*C-1:0]   wdata;
   logic [31:0]      seu_key, seu_tk, seu_t;
+  logic [1:0]       seu_ahead;
   logic             arr_clear, cfg_we, bypass_we;
   logic [FlipW-1:0] nflips;
   logic             dft_we;
@@ -416,6 +417,7 @@ module dla_core #(
     .seu_key_o   (seu_key),
     .seu_tk_o    (seu_tk),
     .seu_t_o     (seu_t),
+    .seu_ahead_o (seu_ahead),
     .acc_re_o    (seq_acc_re),
     .acc_raddr_o (seq_acc_raddr),
     .acc_we_o    (acc_we),
@@ -462,6 +464,7 @@ module dla_core #(
     .seu_key_i (seu_key),
     .seu_tk_i  (seu_tk),
     .seu_t_i   (seu_t),
+    .seu_ahead_i(seu_ahead),
     .seu_m_i   (req_m),
     .seu_rate_i(seu_rate_q),
     .nflips_o  (nflips)
@@ -750,9 +753,9 @@ module dla_core #(
         if (seq_busy) begin            // every cycle here: a pass cycle
           cycles_d = cycles_q + 64'd1;
         end
-        if (seq_stream) begin
-          flips_d = flips_q + 64'(nflips);
-        end
+        // dla_array counts a cycle's flips one cycle later (zero
+        // outside streams, complete the cycle after a pass).
+        flips_d = flips_q + 64'(nflips);
         if (seq_pass_done) begin
           pass_d = pass_q + 32'd1;
         end

@@ -71,6 +71,7 @@ module dla_tile_seq #(
   output logic [31:0]               seu_key_o,     // seed ^ p * HashK1 of the pass
   output logic [31:0]               seu_tk_o,      // t * HashK2
   output logic [31:0]               seu_t_o,       // stream cycle t
+  output logic [1:0]                seu_ahead_o,   // t two cycles from now - t
   // accumulators (bank order)
   output logic                      acc_re_o,
   output logic [AccAW-1:0]          acc_raddr_o,
@@ -242,6 +243,12 @@ module dla_tile_seq #(
   assign seu_key_o = key_q;
   assign seu_tk_o  = tk_q;
   assign seu_t_o   = 32'(t_q);
+  // The stream runs without gaps from t = 0, after R >= 2 load cycles that
+  // hold t = 0: two cycles from now t is t + 2 while streaming, 1 in the
+  // last load cycle, 0 in the earlier ones (dla_array's index hashes start
+  // two cycles ahead).
+  assign seu_ahead_o = stream ? 2'd2 :
+                       (state_q == dla_pkg::SeqLoad && load_row_q == RB'(R - 1)) ? 2'd1 : 2'd0;
 
   // ---------------------------------------------------------------------------
   // Activations: logical row t (0 when t >= M or k >= K), rotated onto the
