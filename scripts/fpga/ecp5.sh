@@ -11,6 +11,7 @@
 #
 #   scripts/fpga/ecp5.sh                                # ARRAYS=8, 115200 baud, seed 1
 #   SEEDS="1 2 3" ARRAYS=8 BAUD=1000000 scripts/fpga/ecp5.sh
+#   SEEDS="1 2 3" JOBS=3 scripts/fpga/ecp5.sh          # the seeds in parallel
 #   NEXTPNR_OPTS="--placer heap" scripts/fpga/ecp5.sh    # nextpnr options (default: static, router2)
 #
 # BAUD must be within 2 % of 25 MHz / round(25 MHz / BAUD), or of 30 MHz /
@@ -28,6 +29,7 @@ BUF=${BUF:-16384}       # request payload buffer bytes (8 DP16KD, banked)
 ACC=${ACC:-16384}       # accumulator words (32 DP16KD, one bank per column)
 BAUD=${BAUD:-115200}
 SEEDS=${SEEDS:-1}
+JOBS=${JOBS:-1}         # seeds placed and routed at once
 OUT=${OUT:-build/fpga-ecp5}
 VENV=${FAULTLOOP_VENV:-.venv}
 # The electrostatic placer and router2: HeAP took 2-4 min an iteration on the
@@ -95,27 +97,43 @@ for n in $ARRAYS; do
   fi
   echo "   yosys: $((SECONDS - t0)) s; $(grep -E '^ +(LUT4|TRELLIS_FF|CCU2C|MULT18X18D|DP16KD) ' "$OUT/$name.yosys.log" | tail -5 | awk '{printf "%s %s  ", $1, $2}')"
   best=""; fmaxes=()
-  for seed in $SEEDS; do
-    log="$OUT/$name.s$seed.nextpnr.log"
-    t0=$SECONDS
+  # One nextpnr per seed, JOBS at a time (nextpnr-ecp5 under WebAssembly is
+  # single-threaded: on a 2-core machine two seeds run in about the wall time
+  # of one).
+  run_seed() { # seed -> log, rc in $OUT/$name.s$seed.rc
+    local seed=$1 log="$OUT/$name.s$1.nextpnr.log" t0=$SECONDS rc=0
     # shellcheck disable=SC2086  # NEXTPNR_OPTS is a list of options
-    rc=0
     "$NEXTPNR" --85k --package CABGA381 --speed 6 --lpf rtl/ecp5/ulx3s.lpf --freq "$FREQ" --seed "$seed" \
       $NEXTPNR_OPTS --json "$OUT/$name.json" --textcfg "$OUT/$name.s$seed.config" >"$log" 2>&1 || rc=$?
+    echo "$rc $((SECONDS - t0))" >"$OUT/$name.s$seed.rc"
+  }
+  pids=()
+  trap 'kill "${pids[@]}" 2>/dev/null' INT TERM
+  running=0
+  for seed in $SEEDS; do
+    run_seed "$seed" &
+    pids+=($!)
+    running=$((running + 1))
+    if (( running >= JOBS )); then wait -n || true; running=$((running - 1)); fi
+  done
+  wait || true
+  for seed in $SEEDS; do
+    log="$OUT/$name.s$seed.nextpnr.log"
+    read -r rc secs <"$OUT/$name.s$seed.rc"
     if (( rc > 128 )); then
-      echo "   seed $seed: nextpnr interrupted (signal $((rc - 128))) after $((SECONDS - t0)) s: $(util "$log")"
+      echo "   seed $seed: nextpnr interrupted (signal $((rc - 128))) after $secs s: $(util "$log")"
       exit "$rc"
     fi
     if (( rc == 0 )); then
       fmax=$(grep -E "Max frequency for clock" "$log" | tail -1 | sed -E 's/.*: ([0-9.]+) MHz.*/\1/')
-      echo "   seed $seed: nextpnr $((SECONDS - t0)) s; $(util "$log")Fmax ${fmax} MHz (target ${FREQ} MHz)"
+      echo "   seed $seed: nextpnr $secs s; $(util "$log")Fmax ${fmax} MHz (target ${FREQ} MHz)"
       if grep "Max frequency" "$log" | tail -1 | grep -q "FAIL"; then
         echo "   seed $seed: timing NOT met"; continue
       fi
       fmaxes+=("$fmax")
       [ -n "$best" ] || best=$seed
     else
-      echo "   seed $seed: nextpnr: does not fit / route ($((SECONDS - t0)) s): $(util "$log")"
+      echo "   seed $seed: nextpnr: does not fit / route ($secs s): $(util "$log")"
       grep -E "ERROR" "$log" | head -2 | sed 's/^/   /'
     fi
   done
