@@ -62,11 +62,44 @@ module dla_array #(
   localparam int C = ArrayCols;
 
   logic [7:0]            row_flips [R];
+  // Configuration writes (SET_FAULT, SET_BYPASS, CLEAR_FAULTS and RESET's
+  // clear) reach the PEs a cycle after the controller decodes them: the
+  // decode of a request's fields and the broadcast to every PE's mask
+  // registers were the critical path of the ECP5 8x8 (23.7 MHz routed). A
+  // request's reply leaves after that cycle, so the next request always sees
+  // the write.
+  logic        clear_q, cfg_we_q, byp_we_q;
+  logic [7:0]  cfg_row_q, cfg_col_q;
+  logic [1:0]  cfg_site_q;
+  logic [31:0] cfg_sa0_q, cfg_sa1_q;
+  logic        byp_in_q;
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) begin
+      clear_q  <= 1'b0;
+      cfg_we_q <= 1'b0;
+      byp_we_q <= 1'b0;
+    end else begin
+      clear_q  <= clear_i;
+      cfg_we_q <= cfg_we_i;
+      byp_we_q <= byp_we_i;
+    end
+  end
+
+  always_ff @(posedge clk_i) begin
+    cfg_row_q  <= cfg_row_i;
+    cfg_col_q  <= cfg_col_i;
+    cfg_site_q <= cfg_site_i;
+    cfg_sa0_q  <= cfg_sa0_i;
+    cfg_sa1_q  <= cfg_sa1_i;
+    byp_in_q   <= byp_i;
+  end
+
   logic        cfg_any;
   logic [31:0] cfg_sa0, cfg_sa1;
   logic        byp;
 
-  assign cfg_any = clear_i || cfg_we_i || byp_we_i || dft_we_i;
+  assign cfg_any = clear_q || cfg_we_q || byp_we_q || dft_we_i;
 
   // Fault-free fast path: inj_q is set by any SET_FAULT/SET_BYPASS and
   // cleared with the injected masks (clear_i), dft_q is set by any defect
@@ -77,9 +110,9 @@ module dla_array #(
   always_comb begin
     inj_d = inj_q;
     dft_d = dft_q;
-    if (clear_i) begin
+    if (clear_q) begin
       inj_d = 1'b0;
-    end else if (cfg_we_i || byp_we_i) begin
+    end else if (cfg_we_q || byp_we_q) begin
       inj_d = 1'b1;
     end
     if (dft_we_i) begin
@@ -99,9 +132,9 @@ module dla_array #(
 
   assign clean = !inj_q && !dft_q && !seu_en_i;
   // CLEAR writes zeros to every PE through the same data path.
-  assign cfg_sa0 = clear_i ? 32'h0 : cfg_sa0_i;
-  assign cfg_sa1 = clear_i ? 32'h0 : cfg_sa1_i;
-  assign byp     = clear_i ? 1'b0 : byp_i;
+  assign cfg_sa0 = clear_q ? 32'h0 : cfg_sa0_q;
+  assign cfg_sa1 = clear_q ? 32'h0 : cfg_sa1_q;
+  assign byp     = clear_q ? 1'b0 : byp_in_q;
 
   // The index hashes (zero while SEUs are off: nothing reads them then, and
   // the Verilated model skips the multiplies).
@@ -236,14 +269,14 @@ module dla_array #(
         .wrow_i    (wrow_i),
         .wdata_i   (wdata_i[8*c +: 8]),
         .cfg_any_i (cfg_any),
-        .cfg_row_i (cfg_row_i),
-        .cfg_col_i (cfg_col_i),
-        .clear_i   (clear_i),
-        .cfg_we_i  (cfg_we_i),
-        .cfg_site_i(cfg_site_i),
+        .cfg_row_i (cfg_row_q),
+        .cfg_col_i (cfg_col_q),
+        .clear_i   (clear_q),
+        .cfg_we_i  (cfg_we_q),
+        .cfg_site_i(cfg_site_q),
         .cfg_sa0_i (cfg_sa0),
         .cfg_sa1_i (cfg_sa1),
-        .byp_we_i  (byp_we_i),
+        .byp_we_i  (byp_we_q),
         .byp_i     (byp),
         .dft_we_i  (dft_we_i),
         .dft_row_i (dft_row_i),
