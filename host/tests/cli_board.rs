@@ -205,3 +205,44 @@ fn characterize_finds_a_board_processes_hidden_defects() {
     let on_model = args(&format!("model:{array}"), &["--faults", fp]);
     assert_eq!(on_board["sha256"], on_model["sha256"]);
 }
+
+/// `faultloop verify --device serial:PTY` compares the board with its golden
+/// model configured from the board's INFO: a clean board passes, and one
+/// with hidden defects (which its INFO does not tell) fails, naming a field.
+#[test]
+fn verify_checks_a_board_against_its_info_configured_model() {
+    let bin = BIN;
+    let (rows, cols) = board_sizes()[0];
+    let array = format!("{rows}x{cols}");
+    let cpb = CPB.to_string();
+    let tmp = tempfile::tempdir().unwrap();
+
+    let clean = start_board(bin, &["--array", &array, "--clocks-per-bit", &cpb]);
+    let dev = format!("serial:{}", clean.path);
+    let rep = run_json(bin, &["verify", "--device", &dev, "--cases", "8", "--seed", "5", "--json"]);
+    assert_eq!(rep["passed"], true, "clean board: {rep}");
+    let against = rep["against"].as_str().unwrap();
+    assert!(against.starts_with("model (configured from the INFO of serial:"), "{against}");
+    drop(clean);
+
+    let map = FaultMap::random(rows, cols, 0.5, 7, &RandomOptions::default()).unwrap();
+    let map_path = tmp.path().join("hidden.json");
+    map.save(&map_path).unwrap();
+    let faulty = start_board(
+        bin,
+        &["--array", &array, "--faults", map_path.to_str().unwrap(), "--clocks-per-bit", &cpb],
+    );
+    let dev = format!("serial:{}", faulty.path);
+    let cases = tmp.path().join("cases");
+    let out = Command::new(bin)
+        .args(["verify", "--device", &dev, "--cases", "20", "--seed", "5"])
+        .arg("--case-dir")
+        .arg(&cases)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "hidden defects must make verify fail:\n{text}");
+    // The first differing reply field, board against model.
+    assert!(text.contains(": board ") && text.contains(", model "), "names the field:\n{text}");
+}

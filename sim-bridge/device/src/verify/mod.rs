@@ -192,10 +192,27 @@ pub fn side_names(device: &DeviceSpec, against: &DeviceSpec) -> (&'static str, &
         }
     }
     let (a, b) = (kind(device), kind(against));
-    if a == b {
+    if uses_info_model(device, against) {
+        (a, "model")
+    } else if a == b {
         ("device", "against")
     } else {
         (a, b)
+    }
+}
+
+/// Whether `against` stands for the device's golden model configured from
+/// its INFO ([`open_reference`]).
+fn uses_info_model(device: &DeviceSpec, against: &DeviceSpec) -> bool {
+    against == device && matches!(device, DeviceSpec::Serial { .. } | DeviceSpec::Tcp { .. })
+}
+
+/// The reference's name in reports.
+fn reference_name(device: &DeviceSpec, against: &DeviceSpec) -> String {
+    if uses_info_model(device, against) {
+        format!("model (configured from the INFO of {device})")
+    } else {
+        against.to_string()
     }
 }
 
@@ -210,6 +227,24 @@ fn is_sim(s: &DeviceSpec) -> bool {
 fn open_link(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Box<dyn Link>, VerifyError> {
     open::open_with(spec, opts)
         .map_err(|e| VerifyError::Open { device: spec.to_string(), source: Box::new(e) })
+}
+
+/// A board or a bridge "against itself" (what [`DeviceSpec::fast_twin`]
+/// gives for them) is compared with its golden model configured from its
+/// own INFO: array, memory sizes and features (an iCE40 without SEU, an
+/// ECP5 with its 256 KiB weight memory). Everything else opens as given.
+fn open_reference(
+    device: &DeviceSpec,
+    against: &DeviceSpec,
+    opts: &OpenOptions,
+) -> Result<Box<dyn Link>, VerifyError> {
+    if uses_info_model(device, against) {
+        let info =
+            |source| VerifyError::Info { device: device.to_string(), source: Box::new(source) };
+        let cfg = Device::new(open_link(device, opts)?).info().map_err(info)?;
+        return Ok(Box::new(faultloop_model::ModelLink::new(cfg)));
+    }
+    open_link(against, opts)
 }
 
 /// The array size a device reports.
@@ -244,8 +279,10 @@ fn run_program(
     against_opts: &OpenOptions,
     prog: &Program,
 ) -> Result<RunOutcome, VerifyError> {
+    // The reference first: for a board it reads the board's INFO over its
+    // own connection, which must be closed before the device's opens.
+    let mut b = open_reference(device, against, against_opts)?;
     let mut a = open_link(device, opts)?;
-    let mut b = open_link(against, against_opts)?;
     let mut digest = FNV_OFFSET;
     for (i, req) in prog.requests.iter().enumerate() {
         let frame = prog.frame(i);
@@ -279,7 +316,7 @@ pub fn run(
     if (rows, cols) != b {
         return Err(VerifyError::Sizes {
             device: cfg.device.to_string(),
-            against: cfg.against.to_string(),
+            against: reference_name(&cfg.device, &cfg.against),
             a: format!("{rows}x{cols}"),
             b: format!("{}x{}", b.0, b.1),
         });
@@ -330,7 +367,7 @@ pub fn run(
     };
     Ok(VerifyReport {
         device: cfg.device.to_string(),
-        against: cfg.against.to_string(),
+        against: reference_name(&cfg.device, &cfg.against),
         seed: cfg.seed,
         cases_total: cfg.cases,
         shard: cfg.shard,
@@ -416,6 +453,8 @@ fn failure(
     CaseFile {
         format: CASE_FORMAT.into(),
         device: cfg.device.to_string(),
+        // A device string (the replay parses it): for a board, the board
+        // itself, which again means its INFO-configured model.
         against: cfg.against.to_string(),
         seed: cfg.seed,
         case: k,
@@ -503,7 +542,7 @@ pub fn replay(
     Ok(ReplayReport {
         case_file: path.to_path_buf(),
         device: device.to_string(),
-        against: against.to_string(),
+        against: reference_name(&device, &against),
         requests: prog.requests.len(),
         passed: out.diff.is_none(),
         field: out.diff.map(|(_, d)| d.field),
