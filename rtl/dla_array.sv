@@ -170,7 +170,13 @@ module dla_array #(
       // m*K2 = tk + seu_ahead_i*K2 - i*K2.
       logic [31:0] mul_a_d, mul_a_q, u_d, u_q, mk2, m_idx;
       logic        va_d, va_q, vu_d, vu_q;
-      assign mk2   = seu_tk_i + 32'(seu_ahead_i) * dla_pkg::HashK2 - IK2;
+      // A mux of constants, not seu_ahead_i * K2: yosys mapped that product
+      // to a DSP in front of the hash multiply, the routed critical path of
+      // an ECP5 seed (23.6 MHz).
+      logic [31:0] ahead_k2;
+      assign ahead_k2 = (seu_ahead_i == 2'd2) ? 32'(2) * dla_pkg::HashK2 - IK2 :
+                        (seu_ahead_i == 2'd1) ? dla_pkg::HashK2 - IK2 : 32'(0) - IK2;
+      assign mk2   = seu_tk_i + ahead_k2;
       assign m_idx = seu_t_i + 32'(seu_ahead_i) - 32'(i);
       always_comb begin
         if (seu_en_i) begin
