@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use faultloop_proto::rng::Rng;
-use faultloop_proto::Link;
+use faultloop_proto::{Info, Link};
 use serde::Serialize;
 
 use crate::client::{Device, DeviceError};
@@ -202,7 +202,7 @@ pub fn side_names(device: &DeviceSpec, against: &DeviceSpec) -> (&'static str, &
 }
 
 /// Whether `against` stands for the device's golden model configured from
-/// its INFO ([`open_reference`]).
+/// its INFO ([`Reference::Model`]).
 fn uses_info_model(device: &DeviceSpec, against: &DeviceSpec) -> bool {
     against == device && matches!(device, DeviceSpec::Serial { .. } | DeviceSpec::Tcp { .. })
 }
@@ -229,30 +229,51 @@ fn open_link(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Box<dyn Link>, Ver
         .map_err(|e| VerifyError::Open { device: spec.to_string(), source: Box::new(e) })
 }
 
-/// A board or a bridge "against itself" (what [`DeviceSpec::fast_twin`]
-/// gives for them) is compared with its golden model configured from its
-/// own INFO: array, memory sizes and features (an iCE40 without SEU, an
-/// ECP5 with its 256 KiB weight memory). Everything else opens as given.
-fn open_reference(
-    device: &DeviceSpec,
-    against: &DeviceSpec,
-    opts: &OpenOptions,
-) -> Result<Box<dyn Link>, VerifyError> {
-    if uses_info_model(device, against) {
-        let info =
-            |source| VerifyError::Info { device: device.to_string(), source: Box::new(source) };
-        let cfg = Device::new(open_link(device, opts)?).info().map_err(info)?;
-        return Ok(Box::new(faultloop_model::ModelLink::new(cfg)));
-    }
-    open_link(against, opts)
+/// The INFO a device reports.
+fn info_of(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Info, VerifyError> {
+    let info = |source| VerifyError::Info { device: spec.to_string(), source: Box::new(source) };
+    Device::new(open_link(spec, opts)?).info().map_err(info)
 }
 
-/// The array size a device reports.
-fn array_of(spec: &DeviceSpec, opts: &OpenOptions) -> Result<(usize, usize), VerifyError> {
-    let info = |source| VerifyError::Info { device: spec.to_string(), source: Box::new(source) };
-    let mut d = Device::new(open_link(spec, opts)?);
-    let i = d.info().map_err(info)?;
-    Ok((i.rows, i.cols))
+/// What the device's replies are compared with, resolved once per run: a
+/// device opened afresh for each program, or, for a board or a bridge
+/// "against itself" (what [`DeviceSpec::fast_twin`] gives for them), its
+/// golden model configured from the INFO it reported at the start: array,
+/// memory sizes and features (an iCE40 without SEU, an ECP5 with its
+/// 256 KiB weight memory).
+enum Reference<'a> {
+    Open(&'a DeviceSpec),
+    Model(Info),
+}
+
+impl<'a> Reference<'a> {
+    fn resolve(
+        device: &DeviceSpec,
+        against: &'a DeviceSpec,
+        opts: &OpenOptions,
+    ) -> Result<Reference<'a>, VerifyError> {
+        Ok(if uses_info_model(device, against) {
+            Reference::Model(info_of(device, opts)?)
+        } else {
+            Reference::Open(against)
+        })
+    }
+
+    fn open(&self, opts: &OpenOptions) -> Result<Box<dyn Link>, VerifyError> {
+        match self {
+            Reference::Open(spec) => open_link(spec, opts),
+            Reference::Model(info) => Ok(Box::new(faultloop_model::ModelLink::new(info.clone()))),
+        }
+    }
+
+    /// The array size it reports.
+    fn array(&self, opts: &OpenOptions) -> Result<(usize, usize), VerifyError> {
+        let i = match self {
+            Reference::Open(spec) => info_of(spec, opts)?,
+            Reference::Model(info) => info.clone(),
+        };
+        Ok((i.rows, i.cols))
+    }
 }
 
 /// One program on a fresh pair of devices.
@@ -274,15 +295,13 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 fn run_program(
     device: &DeviceSpec,
-    against: &DeviceSpec,
+    against: &Reference,
     opts: &OpenOptions,
     against_opts: &OpenOptions,
     prog: &Program,
 ) -> Result<RunOutcome, VerifyError> {
-    // The reference first: for a board it reads the board's INFO over its
-    // own connection, which must be closed before the device's opens.
-    let mut b = open_reference(device, against, against_opts)?;
     let mut a = open_link(device, opts)?;
+    let mut b = against.open(against_opts)?;
     let mut digest = FNV_OFFSET;
     for (i, req) in prog.requests.iter().enumerate() {
         let frame = prog.frame(i);
@@ -311,8 +330,10 @@ pub fn run(
     on_case: &mut dyn FnMut(&CaseResult),
 ) -> Result<VerifyReport, VerifyError> {
     let opts = untraced(opts);
-    let (rows, cols) = array_of(&cfg.device, &opts)?;
-    let b = array_of(&cfg.against, &opts)?;
+    let info = info_of(&cfg.device, &opts)?;
+    let (rows, cols) = (info.rows, info.cols);
+    let reference = Reference::resolve(&cfg.device, &cfg.against, &opts)?;
+    let b = reference.array(&opts)?;
     if (rows, cols) != b {
         return Err(VerifyError::Sizes {
             device: cfg.device.to_string(),
@@ -342,7 +363,7 @@ pub fn run(
         }
         let prog = random_program(&mut Rng::new(seed), rows, cols);
         let t = Instant::now();
-        let out = run_program(&cfg.device, &cfg.against, &opts, &opts, &prog)?;
+        let out = run_program(&cfg.device, &reference, &opts, &opts, &prog)?;
         let sent = out.diff.as_ref().map_or(prog.requests.len(), |(i, _)| i + 1);
         requests += sent;
         let c = CaseResult {
@@ -363,7 +384,9 @@ pub fn run(
     let run_cases = cases.iter().filter(|c| c.status != CaseStatus::Skipped).count();
     let failure = match failed {
         None => None,
-        Some((k, seed, prog, first, d)) => Some(failure(cfg, &opts, k, seed, &prog, first, d)?),
+        Some((k, seed, prog, first, d)) => {
+            Some(failure(cfg, &reference, &opts, k, seed, &prog, first, d)?)
+        }
     };
     Ok(VerifyReport {
         device: cfg.device.to_string(),
@@ -386,6 +409,7 @@ pub fn run(
 /// differing field of its last request, and the programs run.
 fn shrink(
     cfg: &VerifyConfig,
+    reference: &Reference,
     opts: &OpenOptions,
     prog: &Program,
     first: usize,
@@ -394,7 +418,7 @@ fn shrink(
     let mut runs = 0;
     let test = |keep: &[usize], runs: &mut usize| {
         *runs += 1;
-        run_program(&cfg.device, &cfg.against, opts, opts, &prog.subset(keep)).map(|o| o.diff)
+        run_program(&cfg.device, reference, opts, opts, &prog.subset(keep)).map(|o| o.diff)
     };
     let mut keep: Vec<usize> = (0..=first).collect();
     let Some(mut best) = test(&keep, &mut runs)? else {
@@ -430,8 +454,11 @@ fn shrink(
 }
 
 /// Shrink the failing case, write its file and waveform, and describe it.
+// The run's context (cfg, reference, opts) and the failing case's five facts.
+#[allow(clippy::too_many_arguments)]
 fn failure(
     cfg: &VerifyConfig,
+    reference: &Reference,
     opts: &OpenOptions,
     k: usize,
     seed: u64,
@@ -439,7 +466,7 @@ fn failure(
     first: usize,
     diff0: FieldDiff,
 ) -> Result<Failure, VerifyError> {
-    let (small, diff, runs) = shrink(cfg, opts, prog, first, diff0)?;
+    let (small, diff, runs) = shrink(cfg, reference, opts, prog, first, diff0)?;
     let (dn, an) = side_names(&cfg.device, &cfg.against);
     let last = small.requests.len() - 1;
     let message = format!(
@@ -470,7 +497,7 @@ fn failure(
             .map_err(|source| VerifyError::Dir { path: dir.clone(), source })?;
         let path = dir.join(format!("case-{k}.fst"));
         let traced = OpenOptions { trace: Some(Trace::new(&path)), ..opts.clone() };
-        let again = run_program(&cfg.device, &cfg.against, &traced, opts, &small)?;
+        let again = run_program(&cfg.device, reference, &traced, opts, &small)?;
         let note = again.diff.is_none().then(|| "the traced run did not differ".to_string());
         (Some(path), note)
     } else {
@@ -534,7 +561,8 @@ pub fn replay(
         Some(p) => OpenOptions { trace: Some(Trace::new(p)), ..plain.clone() },
         None => plain.clone(),
     };
-    let out = run_program(&device, &against, &dopts, &plain, &prog)?;
+    let reference = Reference::resolve(&device, &against, &plain)?;
+    let out = run_program(&device, &reference, &dopts, &plain, &prog)?;
     let (dn, an) = side_names(&device, &against);
     let mismatch = out.diff.as_ref().map(|(i, d)| {
         format!("request {i}, {}: {}", summary(&prog.requests[*i]), d.describe(dn, an))
