@@ -300,24 +300,31 @@ module dla_tile_seq #(
 
   assign act_o[7:0] = act_physical[7:0];
   for (genvar pr = 1; pr < R; pr++) begin : g_skew
-    logic [7:0] mem_q [R];
+    logic [7:0]    mem_q [R];
+    // The read pointer is a net of the pointer's width so that it wraps:
+    // Icarus 11 evaluates `mem_q[skew_ptr_q - RB'(pr)]` wider and reads X
+    // below index 0 (the rows after the first of a MATMUL came out X).
+    logic [RB-1:0] rd_ptr;
+    assign rd_ptr = skew_ptr_q - RB'(pr);
     always_ff @(posedge clk_i) begin
       if (stream) begin
         mem_q[skew_ptr_q] <= act_physical[8*pr +: 8];
       end
     end
-    assign act_o[8*pr +: 8] = mem_q[skew_ptr_q - RB'(pr)];
+    assign act_o[8*pr +: 8] = mem_q[rd_ptr];
   end
 
   assign psum_deskewed[32*(C-1) +: 32] = psum_i[32*(C-1) +: 32];
   for (genvar pc = 0; pc < C - 1; pc++) begin : g_deskew
-    logic [31:0] mem_q [C];
+    logic [31:0]   mem_q [C];
+    logic [CB-1:0] rd_ptr;      // wraps (see g_skew)
+    assign rd_ptr = deskew_ptr_q - CB'(C - 1 - pc);
     always_ff @(posedge clk_i) begin
       if (stream) begin
         mem_q[deskew_ptr_q] <= psum_i[32*pc +: 32];
       end
     end
-    assign psum_deskewed[32*pc +: 32] = mem_q[deskew_ptr_q - CB'(C - 1 - pc)];
+    assign psum_deskewed[32*pc +: 32] = mem_q[rd_ptr];
   end
 
   // ---------------------------------------------------------------------------
