@@ -62,7 +62,8 @@ enum Cmd {
     /// Fault rate x retraining amount -> accuracy over random chips, and the
     /// least amount per rate for an accuracy floor (`merge` combines shards).
     Resilience(cmd::resilience::ResilienceCmd),
-    /// The main job: pretrain or reuse, find a harmful fault rate, retrain on the device, plot.
+    /// The main job: a chip with permanent faults (characterise, compare mitigations,
+    /// deploy the cheapest) and one with soft errors (TMR and retraining).
     Demo(cmd::demo::DemoArgs),
     /// Write a checkpoint as safetensors for PyTorch (docs/pytorch.md).
     Export(cmd::export::ExportArgs),
