@@ -132,6 +132,12 @@ for n in $ARRAYS; do
       fi
       fmaxes+=("$fmax")
       [ -n "$best" ] || best=$seed
+    elif grep -q "^ERROR: Max frequency for clock.*FAIL" "$log"; then
+      # nextpnr routed it but exits non-zero when a clock it derived (the
+      # PLL's) misses its target.
+      fmax=$(grep -E "Max frequency for clock" "$log" | tail -1 | sed -E 's/.*: ([0-9.]+) MHz.*/\1/')
+      echo "   seed $seed: nextpnr $secs s; $(util "$log")Fmax ${fmax} MHz (target ${FREQ} MHz)"
+      echo "   seed $seed: timing NOT met"
     else
       echo "   seed $seed: nextpnr: does not fit / route ($secs s): $(util "$log")"
       grep -E "ERROR" "$log" | head -2 | sed 's/^/   /'
