@@ -81,6 +81,9 @@ util() {
   awk '/Device utilisation/ {on = 1} on && /(TRELLIS_COMB|TRELLIS_FF|MULT18X18D|DP16KD):/ {
          sub(/:$/, "", $2); printf "%s %s%s  ", $2, $3, $4; n++ } n == 4 {exit}' "$1"
 }
+fmax_of() { # log -> the last Fmax nextpnr reported (MHz)
+  grep -E "Max frequency for clock" "$1" | tail -1 | sed -E 's/.*: ([0-9.]+) MHz.*/\1/'
+}
 used() { # log kind -> used count
   awk -v k="$2:" '/Device utilisation/ {on = 1} on && $2 == k {sub(/\/.*/, "", $3); print $3; exit}' "$1"
 }
@@ -124,20 +127,16 @@ for n in $ARRAYS; do
       echo "   seed $seed: nextpnr interrupted (signal $((rc - 128))) after $secs s: $(util "$log")"
       exit "$rc"
     fi
-    if (( rc == 0 )); then
-      fmax=$(grep -E "Max frequency for clock" "$log" | tail -1 | sed -E 's/.*: ([0-9.]+) MHz.*/\1/')
+    # Routed: rc 0, or nextpnr's error for a clock it derived (the PLL's)
+    # that misses its target, the one case it exits non-zero after routing.
+    if (( rc == 0 )) || grep -q "^ERROR: Max frequency for clock.*FAIL" "$log"; then
+      fmax=$(fmax_of "$log")
       echo "   seed $seed: nextpnr $secs s; $(util "$log")Fmax ${fmax} MHz (target ${FREQ} MHz)"
       if grep "Max frequency" "$log" | tail -1 | grep -q "FAIL"; then
         echo "   seed $seed: timing NOT met"; continue
       fi
       fmaxes+=("$fmax")
       [ -n "$best" ] || best=$seed
-    elif grep -q "^ERROR: Max frequency for clock.*FAIL" "$log"; then
-      # nextpnr routed it but exits non-zero when a clock it derived (the
-      # PLL's) misses its target.
-      fmax=$(grep -E "Max frequency for clock" "$log" | tail -1 | sed -E 's/.*: ([0-9.]+) MHz.*/\1/')
-      echo "   seed $seed: nextpnr $secs s; $(util "$log")Fmax ${fmax} MHz (target ${FREQ} MHz)"
-      echo "   seed $seed: timing NOT met"
     else
       echo "   seed $seed: nextpnr: does not fit / route ($secs s): $(util "$log")"
       grep -E "ERROR" "$log" | head -2 | sed 's/^/   /'
@@ -150,7 +149,7 @@ for n in $ARRAYS; do
   cp "$OUT/$name.bit" "$OUT/dla_ecp5.bit"
   echo "   ecppack: $((SECONDS - t0)) s; bitstream build $((SECONDS - t_all)) s in all"
   printf '{"array":"%sx%s","seu":true,"fmax_mhz":%s,"fmax_mhz_seeds":[%s],"seeds":"%s","clock_mhz":%s,"luts":%s,"ffs":%s,"dsp":%s,"ebr":%s,"wmem_bytes":%s,"buf_bytes":%s,"acc_words":%s,"baud":%s,"clocks_per_bit":%s,"build_s":%s,"bitstream":"%s"}\n' \
-    "$n" "$n" "$(grep -E "Max frequency for clock" "$log" | tail -1 | sed -E 's/.*: ([0-9.]+) MHz.*/\1/')" \
+    "$n" "$n" "$(fmax_of "$log")" \
     "$(IFS=,; echo "${fmaxes[*]}")" "$SEEDS" "$FREQ" \
     "$(used "$log" TRELLIS_COMB)" "$(used "$log" TRELLIS_FF)" "$(used "$log" MULT18X18D)" "$(used "$log" DP16KD)" \
     "$WMEM" "$BUF" "$ACC" "$BAUD" "$CPB" "$((SECONDS - t_all))" "$OUT/dla_ecp5.bit" | tee "$OUT/summary.json"

@@ -247,13 +247,15 @@ enum Reference<'a> {
 }
 
 impl<'a> Reference<'a> {
+    /// `device_info` reads the device's INFO, only when the reference is
+    /// its model (a caller that already has it passes it on).
     fn resolve(
         device: &DeviceSpec,
         against: &'a DeviceSpec,
-        opts: &OpenOptions,
+        device_info: impl FnOnce() -> Result<Info, VerifyError>,
     ) -> Result<Reference<'a>, VerifyError> {
         Ok(if uses_info_model(device, against) {
-            Reference::Model(info_of(device, opts)?)
+            Reference::Model(device_info()?)
         } else {
             Reference::Open(against)
         })
@@ -269,8 +271,8 @@ impl<'a> Reference<'a> {
     /// The array size it reports.
     fn array(&self, opts: &OpenOptions) -> Result<(usize, usize), VerifyError> {
         let i = match self {
-            Reference::Open(spec) => info_of(spec, opts)?,
-            Reference::Model(info) => info.clone(),
+            Reference::Open(spec) => &info_of(spec, opts)?,
+            Reference::Model(info) => info,
         };
         Ok((i.rows, i.cols))
     }
@@ -332,7 +334,7 @@ pub fn run(
     let opts = untraced(opts);
     let info = info_of(&cfg.device, &opts)?;
     let (rows, cols) = (info.rows, info.cols);
-    let reference = Reference::resolve(&cfg.device, &cfg.against, &opts)?;
+    let reference = Reference::resolve(&cfg.device, &cfg.against, || Ok(info.clone()))?;
     let b = reference.array(&opts)?;
     if (rows, cols) != b {
         return Err(VerifyError::Sizes {
@@ -561,7 +563,7 @@ pub fn replay(
         Some(p) => OpenOptions { trace: Some(Trace::new(p)), ..plain.clone() },
         None => plain.clone(),
     };
-    let reference = Reference::resolve(&device, &against, &plain)?;
+    let reference = Reference::resolve(&device, &against, || info_of(&device, &plain))?;
     let out = run_program(&device, &reference, &dopts, &plain, &prog)?;
     let (dn, an) = side_names(&device, &against);
     let mismatch = out.diff.as_ref().map(|(i, d)| {
