@@ -5,6 +5,11 @@
 //    115200 baud = 104). 0 takes it from the cpb_i port instead, so one
 //    Verilated model serves every baud rate (faultloop-verilated's virtual board);
 //    a synthesised board ties it to a constant.
+//  * ClocksPerBitFrac: eighths of a cycle added to a constant ClocksPerBit
+//    (0..7; dla_uart_rx/tx alternate the bit length so the average is
+//    exact): a rate that no integer divisor of the clock meets within 2 %
+//    (ULX3S: 3 Mbaud from 25 MHz = 8 + 3/8). With ClocksPerBit = 0 it
+//    comes from the cpb_frac_i port.
 //  * The receiver feeds a RxFifoDepth-byte FIFO in front of the core: while
 //    the core computes it takes no input (protocol.md section 1 rule 5); a
 //    byte arriving at a full FIFO is dropped (the frame then fails its CRC
@@ -24,18 +29,20 @@ module dla_uart_top #(
   parameter int BufBytes      = 1 << 18,
   parameter int AccWords      = 1 << 17,
   parameter int IdleTimeout   = 1 << 16,
-  parameter int ClocksPerBit  = 104,
-  parameter int RxFifoDepth   = 16,
-  parameter bit HasDefectPort = 1'b1,
-  parameter bit HasSeu        = 1'b1,   // dla_core
-  parameter bit FastPath      = 1'b1,   // dla_pe
-  parameter int CpbW          = 16
+  parameter int ClocksPerBit     = 104,
+  parameter int ClocksPerBitFrac = 0,
+  parameter int RxFifoDepth      = 16,
+  parameter bit HasDefectPort    = 1'b1,
+  parameter bit HasSeu           = 1'b1,   // dla_core
+  parameter bit FastPath         = 1'b1,   // dla_pe
+  parameter int CpbW             = 16
 ) (
   input  logic            clk_i,
   input  logic            rst_ni,
   input  logic            uart_rx_i,
   output logic            uart_tx_o,
   input  logic [CpbW-1:0] cpb_i,     // used only when ClocksPerBit == 0
+  input  logic [2:0]      cpb_frac_i,  // likewise: eighths of a cycle
   output logic            busy_o,
   // hidden defect port
   input  logic            dft_we_i,
@@ -52,16 +59,21 @@ module dla_uart_top #(
   // depends combinationally on a port (which also keeps the Verilated
   // model's input-combinational region empty: it is evaluated every cycle).
   logic [CpbW-1:0] cpb;
+  logic [2:0]      cpb_frac;
   if (ClocksPerBit == 0) begin : g_cpb_port
     logic [CpbW-1:0] cpb_q;
+    logic [2:0]      cpb_frac_q;
     always_ff @(posedge clk_i) begin
-      cpb_q <= cpb_i;
+      cpb_q      <= cpb_i;
+      cpb_frac_q <= cpb_frac_i;
     end
-    assign cpb = cpb_q;
+    assign cpb      = cpb_q;
+    assign cpb_frac = cpb_frac_q;
   end else begin : g_cpb_const
-    assign cpb = CpbW'(ClocksPerBit);
+    assign cpb      = CpbW'(ClocksPerBit);
+    assign cpb_frac = 3'(ClocksPerBitFrac);
     logic unused_cpb;
-    assign unused_cpb = ^cpb_i;
+    assign unused_cpb = ^{cpb_i, cpb_frac_i};
   end
 
   // Hidden defect port: one write per dft_we_i cycle, applied a cycle later.
@@ -98,6 +110,7 @@ module dla_uart_top #(
     .clk_i  (clk_i),
     .rst_ni (rst_ni),
     .cpb_i  (cpb),
+    .frac_i (cpb_frac),
     .rx_i   (uart_rx_i),
     .valid_o(rx_valid),
     .data_o (rx_data),
@@ -180,6 +193,7 @@ module dla_uart_top #(
     .clk_i  (clk_i),
     .rst_ni (rst_ni),
     .cpb_i  (cpb),
+    .frac_i (cpb_frac),
     .valid_i(core_out_valid),
     .data_i (core_out_data),
     .ready_o(tx_ready),

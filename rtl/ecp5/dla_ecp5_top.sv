@@ -9,10 +9,9 @@
 // simulation shortcut (FastPath = 0: a second MAC an FPGA would pay for).
 // Sizes are parameters (scripts/fpga/ecp5.sh sets them).
 //
-// Pll30 = 1 runs the design from the PLL at 30 MHz (25 MHz x 6 / 5) instead
-// of the oscillator: 3 Mbaud, the FT231X's top rate, is then exactly 10
-// clocks a bit, which no integer divisor of 25 MHz comes within 2 % of
-// (docs/boards.md). Reset is held until the PLL locks.
+// The bit period is ClocksPerBit + ClocksPerBitFrac / 8 cycles of the 25 MHz
+// oscillator: 3 Mbaud, the FT231X's top rate, is 8 + 3/8 (+0.5 %), which no
+// integer divisor of 25 MHz comes within 2 % of (docs/boards.md).
 module dla_ecp5_top #(
   parameter int ArrayRows    = 8,
   parameter int ArrayCols    = 8,
@@ -20,9 +19,9 @@ module dla_ecp5_top #(
   parameter int BufBytes     = 16384,     // 8 DP16KD
   parameter int AccWords     = 16384,     // 32 DP16KD
   parameter int ClocksPerBit = 217,       // 25 MHz / 115200 baud
+  parameter int ClocksPerBitFrac = 0,     // eighths of a cycle (0..7)
   parameter bit HasSeu       = 1'b1,
-  parameter int IdleTimeout  = 1 << 21,   // 84 ms at 25 MHz
-  parameter bit Pll30        = 1'b0
+  parameter int IdleTimeout  = 1 << 21    // 84 ms at 25 MHz
 ) (
   input  logic       clk_25mhz,
   input  logic       btn_pwr_ni,          // button 0 (PWR), low when pressed
@@ -31,56 +30,13 @@ module dla_ecp5_top #(
   output logic [1:0] led
 );
 
-  logic clk, locked;
-
-  if (Pll30) begin : g_pll
-    logic unused_intfb;   // internal feedback: not used (FEEDBK_PATH CLKOP)
-    // 25 MHz / CLKI_DIV 5 * CLKFB_DIV 6 = 30 MHz; VCO 600 MHz (CLKOP_DIV 20).
-    (* FREQUENCY_PIN_CLKI = "25" *)
-    (* FREQUENCY_PIN_CLKOP = "30" *)
-    (* ICP_CURRENT = "12" *) (* LPF_RESISTOR = "8" *) (* MFG_ENABLE_FILTEROPAMP = "1" *)
-    (* MFG_GMCREF_SEL = "2" *)
-    EHXPLLL #(
-      .PLLRST_ENA      ("DISABLED"),
-      .INTFB_WAKE      ("DISABLED"),
-      .STDBY_ENABLE    ("DISABLED"),
-      .DPHASE_SOURCE   ("DISABLED"),
-      .OUTDIVIDER_MUXA ("DIVA"),
-      .OUTDIVIDER_MUXB ("DIVB"),
-      .OUTDIVIDER_MUXC ("DIVC"),
-      .OUTDIVIDER_MUXD ("DIVD"),
-      .CLKI_DIV        (5),
-      .CLKOP_ENABLE    ("ENABLED"),
-      .CLKOP_DIV       (20),
-      .CLKOP_CPHASE    (9),
-      .CLKOP_FPHASE    (0),
-      .FEEDBK_PATH     ("CLKOP"),
-      .CLKFB_DIV       (6)
-    ) u_pll (
-      .RST         (1'b0),
-      .STDBY       (1'b0),
-      .CLKI        (clk_25mhz),
-      .CLKOP       (clk),
-      .CLKFB       (clk),
-      .CLKINTFB    (unused_intfb),
-      .PHASESEL0   (1'b0),
-      .PHASESEL1   (1'b0),
-      .PHASEDIR    (1'b1),
-      .PHASESTEP   (1'b1),
-      .PHASELOADREG(1'b1),
-      .PLLWAKESYNC (1'b0),
-      .ENCLKOP     (1'b0),
-      .LOCK        (locked)
-    );
-  end else begin : g_osc
-    assign clk    = clk_25mhz;
-    assign locked = 1'b1;
-  end
+  logic clk;
+  assign clk = clk_25mhz;
 
   // Power-on reset: ECP5 flops start at 0 after configuration.
   logic [4:0] por_d, por_q;
   logic       rst_n;
-  assign por_d = (!btn_pwr_ni || !locked) ? 5'd0 : (por_q[4] ? por_q : por_q + 5'd1);
+  assign por_d = !btn_pwr_ni ? 5'd0 : (por_q[4] ? por_q : por_q + 5'd1);
   always_ff @(posedge clk) begin
     por_q <= por_d;
   end
@@ -96,6 +52,7 @@ module dla_ecp5_top #(
     .AccWords     (AccWords),
     .IdleTimeout  (IdleTimeout),
     .ClocksPerBit (ClocksPerBit),
+    .ClocksPerBitFrac(ClocksPerBitFrac),
     .HasDefectPort(1'b0),
     .HasSeu       (HasSeu),
     .FastPath     (1'b0)
@@ -105,6 +62,7 @@ module dla_ecp5_top #(
     .uart_rx_i (ftdi_txd),
     .uart_tx_o (ftdi_rxd),
     .cpb_i     (16'd0),
+    .cpb_frac_i(3'd0),
     .busy_o    (busy),
     .dft_we_i  (1'b0),
     .dft_row_i (8'd0),

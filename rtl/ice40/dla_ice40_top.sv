@@ -54,6 +54,7 @@ module dla_ice40_top #(
     .uart_rx_i (uart_rx_i),
     .uart_tx_o (uart_tx_o),
     .cpb_i     (16'd0),
+    .cpb_frac_i(3'd0),
     .busy_o    (busy),
     .dft_we_i  (1'b0),
     .dft_row_i (8'd0),

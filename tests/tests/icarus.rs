@@ -6,6 +6,12 @@
 //! one activation row (M = 1); with more, Icarus shows X in the result rows
 //! after the first (an open finding, `icarus_replays_multi_row_matmuls`).
 //!
+//! `rtl/tb/dla_uart_line_tb.sv` runs the board top, `dla_uart_top`, with the
+//! ULX3S's 3 Mbaud setting (8 3/8 cycles of 25 MHz a bit) against a host
+//! line modelled in real time at exactly 3 Mbaud (and 1.5 % off either way):
+//! the replies must be the model's, and every edge the board sends within a
+//! quarter bit of where an exact period puts it.
+//!
 //! Reports itself ignored when `iverilog`/`vvp` are not on PATH (scripts/setup
 //! installs them). Prints the simulation speed (cycles/s) as JSON on stderr:
 //! `cargo test --release --features faultloop-device/hardware -p faultloop-tests
@@ -158,4 +164,158 @@ fn replay_on_icarus(max_m: u16) {
         got.len(),
         cycles as f64 / secs
     );
+}
+
+/// Compiles `dla_uart_line_tb` (2x2, small memories) with a bit period of
+/// `cpb + frac/8` cycles.
+fn build_line_tb(dir: &Path, cpb: u32, frac: u32) -> PathBuf {
+    let rtl = rtl_dir();
+    let vvp = dir.join(format!("line_{cpb}_{frac}.vvp"));
+    let mut cc = Command::new("iverilog");
+    cc.args(["-g2012", "-s", "dla_uart_line_tb", "-o"]).arg(&vvp);
+    cc.arg(format!("-Pdla_uart_line_tb.ClocksPerBit={cpb}"));
+    cc.arg(format!("-Pdla_uart_line_tb.ClocksPerBitFrac={frac}"));
+    let mut srcs = sources(&rtl);
+    srcs.retain(|p| !p.ends_with("dla_sim_top.sv") && !p.ends_with("dla_stream_tb.sv"));
+    for f in ["dla_uart_rx.sv", "dla_uart_tx.sv", "dla_uart_top.sv", "tb/dla_uart_line_tb.sv"] {
+        srcs.push(rtl.join(f));
+    }
+    let out = cc.args(srcs).output().expect("run iverilog");
+    assert!(out.status.success(), "iverilog failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    vvp
+}
+
+/// What one line-level run saw.
+struct LineRun {
+    got: Vec<u8>,
+    max_edge_dev_ppm: u64,
+    framing_errors: u64,
+    log: String,
+}
+
+fn run_line_tb(
+    dir: &Path,
+    vvp: &Path,
+    frames: &[Vec<u8>],
+    reply_lens: &[usize],
+    host_ppm: i64,
+    phase_ps: u64,
+) -> LineRun {
+    let input: Vec<u8> = frames.concat();
+    let hex: String = input.iter().map(|b| format!("{b:02x}\n")).collect();
+    let lens: String =
+        frames.iter().zip(reply_lens).map(|(f, r)| format!("{} {r}\n", f.len())).collect();
+    let tag = format!("{host_ppm}_{phase_ps}");
+    let (in_file, lens_file, out_file) = (
+        dir.join(format!("in_{tag}.hex")),
+        dir.join(format!("lens_{tag}.txt")),
+        dir.join(format!("out_{tag}.hex")),
+    );
+    fs::write(&in_file, hex).unwrap();
+    fs::write(&lens_file, lens).unwrap();
+    let run = Command::new("vvp")
+        .arg("-n")
+        .arg(vvp)
+        .arg(format!("+in={}", in_file.display()))
+        .arg(format!("+lens={}", lens_file.display()))
+        .arg(format!("+frames={}", frames.len()))
+        .arg(format!("+out={}", out_file.display()))
+        .arg(format!("+bit_ps={:.3}", 1e12 / BAUD_3M))
+        .arg(format!("+host_ppm={host_ppm}"))
+        .arg(format!("+phase_ps={phase_ps}"))
+        .output()
+        .expect("run vvp");
+    let log = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(run.status.success(), "vvp failed:\n{log}{}", String::from_utf8_lossy(&run.stderr));
+    let field = |name: &str| -> u64 {
+        log.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name:?} in the testbench's output:\n{log}"))
+    };
+    let (max_edge_dev_ppm, framing_errors) = (field("max_edge_dev_ppm "), field("framing_errors "));
+    let text = fs::read_to_string(&out_file).unwrap();
+    let got = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            u8::from_str_radix(l.trim(), 16)
+                .unwrap_or_else(|_| panic!("reply byte {i} is {l:?}: not a two-state byte"))
+        })
+        .collect();
+    LineRun { got, max_edge_dev_ppm, framing_errors, log }
+}
+
+const BAUD_3M: f64 = 3_000_000.0;
+/// The ULX3S at 3 Mbaud: 25 MHz / 3 MHz = 8.33 cycles, rounded to 8 3/8
+/// (scripts/fpga/ecp5.sh).
+const CPB_3M: (u32, u32) = (8, 3);
+/// How far a board's TX edge may sit from an exact 3 Mbaud edge: a quarter
+/// bit (the FT231X samples at the middle; a whole-cycle divisor, 8, drifts
+/// 0.4 bit by the stop bit).
+const MAX_EDGE_DEV_PPM: u64 = 250_000;
+
+#[test]
+fn the_uart_top_keeps_3_mbaud_from_25_mhz_against_an_exact_line() {
+    if !on_path("iverilog") || !on_path("vvp") {
+        eprintln!(
+            "icarus: ignored: iverilog or vvp not found on PATH (scripts/setup installs them)"
+        );
+        return;
+    }
+    let (rows, cols) = (2, 2);
+    let info = Info { wmem_bytes: 1024, buf_bytes: 256, acc_words: 64, ..Info::sim(rows, cols) };
+    let mut model = ModelLink::new(info);
+    let mut rng = Rng::new(0x3000_0000);
+    let mut frames = vec![Request::Info.encode(1)];
+    let mut seq = 1u16;
+    for req in random_program(&mut rng, rows, cols).into_iter().map(|r| one_row(r, 1)) {
+        seq = seq.wrapping_add(1);
+        frames.push(req.encode(seq));
+    }
+    let mut want = Vec::new();
+    let mut reply_lens = Vec::new();
+    for f in &frames {
+        let r = roundtrip(&mut model as &mut dyn Link, f).unwrap();
+        reply_lens.push(r.len());
+        want.extend(r);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let vvp = build_line_tb(dir.path(), CPB_3M.0, CPB_3M.1);
+    let t0 = Instant::now();
+    // The host exact, 1.5 % slow and 1.5 % fast, each at its own phase to
+    // the board's clock.
+    for (host_ppm, phase_ps) in [(0i64, 0u64), (15_000, 13_000), (-15_000, 27_000)] {
+        let r = run_line_tb(dir.path(), &vvp, &frames, &reply_lens, host_ppm, phase_ps);
+        assert!(!r.log.contains("TIMEOUT"), "host at {host_ppm} ppm: no full reply:\n{}", r.log);
+        assert!(
+            want == r.got,
+            "host at {host_ppm} ppm, {} frames: {}",
+            frames.len(),
+            byte_diff("model (expected) vs dla_uart_top at 3 Mbaud (got)", &want, &r.got)
+        );
+        assert_eq!(r.framing_errors, 0, "host at {host_ppm} ppm:\n{}", r.log);
+        assert!(
+            r.max_edge_dev_ppm <= MAX_EDGE_DEV_PPM,
+            "host at {host_ppm} ppm: a TX edge {} ppm of a bit from an exact 3 Mbaud edge (at most {MAX_EDGE_DEV_PPM})",
+            r.max_edge_dev_ppm
+        );
+        eprintln!(
+            "{{\"simulator\": \"icarus\", \"top\": \"dla_uart_top\", \"baud\": 3000000, \"clocks_per_bit\": {}, \"host_ppm\": {host_ppm}, \"frames\": {}, \"reply_bytes\": {}, \"max_edge_dev_ppm\": {}}}",
+            CPB_3M.0 as f64 + CPB_3M.1 as f64 / 8.0,
+            frames.len(),
+            r.got.len(),
+            r.max_edge_dev_ppm
+        );
+    }
+    // The bound tells the two apart: a whole-cycle divisor (8, 4 % fast)
+    // drifts past it within a byte.
+    let vvp8 = build_line_tb(dir.path(), CPB_3M.0, 0);
+    let r = run_line_tb(dir.path(), &vvp8, &frames[..1], &reply_lens[..1], 0, 0);
+    assert!(
+        r.max_edge_dev_ppm > MAX_EDGE_DEV_PPM,
+        "8 whole cycles a bit came within {} ppm of a bit of exact 3 Mbaud edges: the edge check cannot tell",
+        r.max_edge_dev_ppm
+    );
+    eprintln!("line tb: {:.1} s", t0.elapsed().as_secs_f64());
 }
