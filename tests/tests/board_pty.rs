@@ -24,7 +24,7 @@ use faultloop_proto::rng::Rng;
 use faultloop_proto::Link;
 use faultloop_proto::{Request, Site};
 use faultloop_tests::{byte_diff, random_masks, random_program, roundtrip, without_defect_feature};
-use faultloop_verilated::uart::{self as board, UartSim};
+use faultloop_verilated::uart::{self as board, BitPeriod, UartSim};
 
 /// Bit period of the boards under test (fast; the UART works at any >= 4).
 const CPB: u32 = 8;
@@ -172,7 +172,12 @@ fn info_over_the_uart_reports_the_defect_port() {
 fn bad_clocks_per_bit_and_sizes_are_refused() {
     assert!(matches!(
         UartSim::open(4, 4, 3),
-        Err(faultloop_verilated::BoardError::ClocksPerBit(3))
+        Err(faultloop_verilated::BoardError::ClocksPerBit(p)) if p == BitPeriod::cycles_whole(3)
+    ));
+    // Eighths below the RTL's 4 cycles are refused too.
+    assert!(matches!(
+        UartSim::open(4, 4, BitPeriod::from_eighths(31)),
+        Err(faultloop_verilated::BoardError::ClocksPerBit(_))
     ));
     assert!(matches!(
         UartSim::open(3, 5, 16),
@@ -209,14 +214,14 @@ fn hidden_defects_survive_clear_faults_and_match_the_model_with_them_injected() 
     assert_ne!(y, clean.matmul(0, m, k, n, (0, 0), &a).unwrap());
 }
 
-/// The ULX3S at 3 Mbaud (docs/boards.md): 10 clocks a bit, its 30 MHz PLL
-/// clock, reached as `serial:PTY@3000000` like the board on its FT231X, so
+/// The ULX3S at 3 Mbaud (docs/boards.md): 8 3/8 cycles of its 25 MHz clock
+/// a bit (each bit 8 or 9 cycles on both pins), reached as `serial:PTY@3000000` like the board on its FT231X, so
 /// the host sets that rate on the port and sizes its per-byte timeouts by it.
 /// Random programs give the model's replies; INFO, MATMUL and COUNTERS
 /// through the device client as well.
 #[test]
 fn a_board_at_the_3_mbaud_setting_matches_the_model() {
-    const CPB_3MBAUD: u32 = 10; // 30 MHz / 3 Mbaud
+    const CPB_3MBAUD: BitPeriod = BitPeriod::from_eighths(67); // 25 MHz / 3 Mbaud
     let (rows, cols) = board_sizes()[0];
     let pty =
         PtyServer::spawn(UartSim::open(rows, cols, CPB_3MBAUD).unwrap(), PtyOptions::default())

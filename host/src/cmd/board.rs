@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use faultloop_device::serve::pty::{PtyOptions, PtyServer};
 use faultloop_proto::faultmap::FaultMap;
-use faultloop_verilated::uart::{self as board, UartSim, DEFAULT_CLOCKS_PER_BIT};
+use faultloop_verilated::uart::{self as board, BitPeriod, UartSim, DEFAULT_CLOCKS_PER_BIT};
 
 #[derive(Args)]
 pub struct BoardArgs {
@@ -32,10 +32,11 @@ pub struct BoardArgs {
     /// Hidden defects (a fault map with stuck-at entries only).
     #[arg(long)]
     pub faults: Option<PathBuf>,
-    /// UART bit period in board clock cycles (104 = 115200 baud at 12 MHz, as the
-    /// iCEBreaker bitstream; the pty has no baud rate, smaller is faster).
-    #[arg(long, default_value_t = DEFAULT_CLOCKS_PER_BIT)]
-    pub clocks_per_bit: u32,
+    /// UART bit period in board clock cycles, to an eighth (104 = 115200 baud at
+    /// 12 MHz, as the iCEBreaker bitstream; 8.375 = the ULX3S's 3 Mbaud at 25 MHz;
+    /// the pty has no baud rate, smaller is faster).
+    #[arg(long, default_value_t = BitPeriod::cycles_whole(DEFAULT_CLOCKS_PER_BIT))]
+    pub clocks_per_bit: BitPeriod,
 }
 
 /// Build the board and serve it until the process is killed or the

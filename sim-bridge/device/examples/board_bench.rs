@@ -22,7 +22,10 @@ fn main() {
         .and_then(|s| s.split_once('x'))
         .map(|(r, c)| (r.parse().unwrap(), c.parse().unwrap()))
         .unwrap_or((8, 8));
-    let cpb: u32 = args.get(2).map(|s| s.parse().unwrap()).unwrap_or(board::DEFAULT_CLOCKS_PER_BIT);
+    let cpb: board::BitPeriod = args
+        .get(2)
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(board::BitPeriod::cycles_whole(board::DEFAULT_CLOCKS_PER_BIT));
 
     // Raw model speed: idle line and core.
     let mut sim = UartSim::open(rows, cols, cpb).unwrap();
@@ -68,7 +71,7 @@ fn main() {
         serde_json::json!({
             "device": pty.device_string(),
             "array": format!("{rows}x{cols}"),
-            "clocks_per_bit": cpb,
+            "clocks_per_bit": cpb.cycles(),
             "baud_at_12mhz": board::baud_of(cpb),
             "sim_idle_cycles_per_s": idle_hz,
             "info_frames_per_s": frames as f64 / info_s,

@@ -32,7 +32,7 @@ mod sys {
         ) -> i32;
 
         pub fn dla_uart_sizes(rows: *mut u32, cols: *mut u32, max: usize) -> usize;
-        pub fn dla_uart_new(rows: u32, cols: u32, cpb: u32) -> *mut c_void;
+        pub fn dla_uart_new(rows: u32, cols: u32, cpb8: u32) -> *mut c_void;
         pub fn dla_uart_free(h: *mut c_void);
         pub fn dla_uart_write(h: *mut c_void, bytes: *const u8, n: usize);
         pub fn dla_uart_run(h: *mut c_void, max_cycles: u64) -> u64;
@@ -148,11 +148,11 @@ impl Model {
         Model { h: NonNull::new(h).expect("dla_new_ecp5"), ops: &SIM }
     }
 
-    /// Open a UART board model (`None`: not built; `cpb` is range-checked by
-    /// the caller).
-    pub(crate) fn uart(rows: u32, cols: u32, cpb: u32) -> Option<Model> {
+    /// Open a UART board model (`None`: not built; `cpb8`, the bit period in
+    /// eighths of a cycle, is range-checked by the caller).
+    pub(crate) fn uart(rows: u32, cols: u32, cpb8: u32) -> Option<Model> {
         // SAFETY: plain FFI call; NULL means "not built".
-        let h = unsafe { sys::dla_uart_new(rows, cols, cpb) };
+        let h = unsafe { sys::dla_uart_new(rows, cols, cpb8) };
         NonNull::new(h).map(|h| Model { h, ops: &UART })
     }
 

@@ -2,7 +2,8 @@
 //! through its RX/TX pins, behind a pseudo-terminal.
 //!
 //! * [`UartSim`] is the board itself, in process: host bytes are serialised
-//!   onto the RX pin at [`UartSim::clocks_per_bit`] and the TX pin is
+//!   onto the RX pin at [`UartSim::clocks_per_bit`] (a [`BitPeriod`], in
+//!   eighths of a cycle like the RTL's: the ULX3S's 3 Mbaud is 8 3/8) and the TX pin is
 //!   deserialised back into bytes by the C++ shim (`csrc/uart_shim.cpp`), so
 //!   the per-bit loop never crosses the FFI. It is a [`Link`] too
 //!   (`board:RxC`), which lets tests run the UART path without a terminal.
@@ -66,8 +67,79 @@ pub fn built_sizes() -> Vec<(usize, usize)> {
 }
 
 /// Baud rate of a bit period at [`BOARD_CLOCK_HZ`].
-pub fn baud_of(clocks_per_bit: u32) -> f64 {
-    BOARD_CLOCK_HZ as f64 / clocks_per_bit.max(1) as f64
+pub fn baud_of(period: BitPeriod) -> f64 {
+    BOARD_CLOCK_HZ as f64 / period.cycles()
+}
+
+/// A UART bit period in clock cycles, to an eighth of a cycle: what
+/// `dla_uart_top` counts (`ClocksPerBit + ClocksPerBitFrac / 8`; each bit
+/// lasts the whole part or one cycle more, so the average is exact).
+/// Written and parsed as a decimal number of cycles ("16", "8.375").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BitPeriod {
+    eighths: u32,
+}
+
+impl BitPeriod {
+    /// A whole number of cycles.
+    pub const fn cycles_whole(cycles: u32) -> BitPeriod {
+        BitPeriod { eighths: cycles.saturating_mul(8) }
+    }
+
+    /// `eighths` / 8 cycles.
+    pub const fn from_eighths(eighths: u32) -> BitPeriod {
+        BitPeriod { eighths }
+    }
+
+    /// The period in eighths of a cycle.
+    pub fn eighths(self) -> u32 {
+        self.eighths
+    }
+
+    /// The period in cycles.
+    pub fn cycles(self) -> f64 {
+        self.eighths as f64 / 8.0
+    }
+}
+
+impl From<u32> for BitPeriod {
+    fn from(cycles: u32) -> BitPeriod {
+        BitPeriod::cycles_whole(cycles)
+    }
+}
+
+impl std::fmt::Display for BitPeriod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.cycles())
+    }
+}
+
+/// A bit period that is not a number of cycles in eighths.
+#[derive(Debug, thiserror::Error)]
+#[error("clocks per bit {0:?}: not a number of clock cycles in eighths (like 16 or 8.375)")]
+pub struct BitPeriodError(String);
+
+impl std::str::FromStr for BitPeriod {
+    type Err = BitPeriodError;
+
+    fn from_str(s: &str) -> Result<BitPeriod, BitPeriodError> {
+        let bad = || BitPeriodError(s.to_string());
+        let (whole, frac) = match s.trim().split_once('.') {
+            Some((_, "")) => return Err(bad()),
+            Some(parts) => parts,
+            None => (s.trim(), ""),
+        };
+        let whole: u32 = whole.parse().map_err(|_| bad())?;
+        if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        // thousandths -> eighths: exact only for multiples of 125.
+        let milli: u32 = format!("{frac:0<3}").parse().map_err(|_| bad())?;
+        if milli % 125 != 0 {
+            return Err(bad());
+        }
+        Ok(BitPeriod { eighths: whole.checked_mul(8).ok_or_else(bad)? + milli / 125 })
+    }
 }
 
 /// Errors of the virtual board.
@@ -78,7 +150,7 @@ pub enum BoardError {
     NotBuilt { rows: usize, cols: usize, built: String },
     /// The bit period is outside what the RTL and the models support.
     #[error("clocks per bit {0} is outside {MIN_CLOCKS_PER_BIT}..={MAX_CLOCKS_PER_BIT}")]
-    ClocksPerBit(u32),
+    ClocksPerBit(BitPeriod),
     /// A hidden-defect map the defect port cannot express.
     #[error("hidden defects {file}: {problem}")]
     Defects { file: String, problem: String },
@@ -90,15 +162,23 @@ pub struct UartSim {
     name: String,
     rows: usize,
     cols: usize,
-    cpb: u32,
+    cpb: BitPeriod,
     hidden: Vec<Fault>,
 }
 
 impl UartSim {
     /// A fresh, reset `rows`x`cols` board with `clocks_per_bit` clock cycles
-    /// per UART bit (no hidden defects).
-    pub fn open(rows: usize, cols: usize, clocks_per_bit: u32) -> Result<UartSim, BoardError> {
-        if !(MIN_CLOCKS_PER_BIT..=MAX_CLOCKS_PER_BIT).contains(&clocks_per_bit) {
+    /// per UART bit (whole cycles, or a [`BitPeriod`] in eighths; no hidden
+    /// defects).
+    pub fn open(
+        rows: usize,
+        cols: usize,
+        clocks_per_bit: impl Into<BitPeriod>,
+    ) -> Result<UartSim, BoardError> {
+        let clocks_per_bit = clocks_per_bit.into();
+        let range = BitPeriod::cycles_whole(MIN_CLOCKS_PER_BIT)
+            ..=BitPeriod::cycles_whole(MAX_CLOCKS_PER_BIT);
+        if !range.contains(&clocks_per_bit) {
             return Err(BoardError::ClocksPerBit(clocks_per_bit));
         }
         let not_built =
@@ -107,7 +187,7 @@ impl UartSim {
             (Ok(r), Ok(c)) => (r, c),
             _ => return Err(not_built()),
         };
-        match Model::uart(r, c, clocks_per_bit) {
+        match Model::uart(r, c, clocks_per_bit.eighths()) {
             Some(model) => Ok(UartSim {
                 model,
                 name: format!("board:{rows}x{cols}"),
@@ -131,7 +211,7 @@ impl UartSim {
     }
 
     /// Clock cycles per UART bit.
-    pub fn clocks_per_bit(&self) -> u32 {
+    pub fn clocks_per_bit(&self) -> BitPeriod {
         self.cpb
     }
 
@@ -274,5 +354,25 @@ impl Link for UartSim {
 
     fn sim_cycles(&self) -> Option<u64> {
         Some(self.total_cycles())
+    }
+}
+
+#[cfg(test)]
+mod bit_period_tests {
+    use super::BitPeriod;
+
+    #[test]
+    fn bit_periods_parse_in_eighths_and_print_back() {
+        for (text, eighths) in
+            [("16", 128), ("8.375", 67), ("8.5", 68), ("104", 832), ("4.125", 33)]
+        {
+            let p: BitPeriod = text.parse().unwrap();
+            assert_eq!(p.eighths(), eighths, "{text}");
+            assert_eq!(p.to_string(), text);
+        }
+        for bad in ["", "8.3", "8.33", "8.3750", "x", "-1", "8.", "1e3"] {
+            let e = bad.parse::<BitPeriod>().unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
     }
 }
