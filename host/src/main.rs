@@ -85,7 +85,29 @@ fn wants_json(m: &ArgMatches) -> bool {
         || m.subcommand().is_some_and(|(_, sub)| wants_json(sub))
 }
 
+/// A reader that stops early (`faultloop faults random ... | head`) closes
+/// the pipe; Rust ignores SIGPIPE, so the next print to stdout panics. Exit
+/// quietly with the status of a Unix tool stopped by SIGPIPE (141) instead
+/// of a panic message. Only stdout: a closed socket or serial port is still
+/// an error the commands report.
+fn quiet_exit_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_exit_on_closed_stdout();
     let matches = Cli::command().get_matches();
     progress::init(wants_json(&matches));
     let cli = match Cli::from_arg_matches(&matches) {

@@ -138,3 +138,26 @@ fn plot_tmr_draws_every_map_against_budget() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("bad.json") && e.contains("accuracy"), "{e}");
 }
+
+/// A reader that stops early (`| head`) closes the pipe mid-output: the
+/// command stops quietly with the SIGPIPE status, no panic message.
+#[test]
+fn a_reader_closing_stdout_early_gets_no_panic() {
+    use std::io::Read;
+    use std::process::Stdio;
+    // A 64x64 map with every PE faulty: far more than a pipe buffer.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultloop"))
+        .args(["faults", "random", "--rows", "64", "--cols", "64", "--rate", "1", "--bits", "1-3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("faultloop runs");
+    let mut first = [0u8; 16];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(first[0], b'{', "the map's JSON starts the output");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "a panic on a closed stdout:\n{stderr}");
+    assert_eq!(out.status.code(), Some(141), "status {:?}, stderr:\n{stderr}", out.status);
+}
