@@ -210,3 +210,21 @@ fn trace_writes_the_ports_and_the_partial_sums_within_the_window() {
     );
     assert_eq!((t.first(), t.last()), (Some(&1000), Some(&2995)));
 }
+
+/// A bitstream's exact core configuration by name: `sim:ulx3s` answers
+/// INFO with the ULX3S's memory sizes and verifies against `model:ulx3s`.
+#[test]
+fn the_ulx3s_configuration_verifies_by_name() {
+    let info = run_json(BIN, &["info", "--device", "sim:ulx3s", "--json"]);
+    assert_eq!(info["device"], "sim:ulx3s", "{info}");
+    assert_eq!((info["rows"].as_u64(), info["wmem_bytes"].as_u64()), (Some(8), Some(262144)));
+    assert_eq!(info["buf_bytes"].as_u64(), Some(16384), "{info}");
+    let v = run_json(
+        BIN,
+        &["verify", "--device", "sim:ulx3s", "--against", "model:ulx3s", "--cases", "4", "--json"],
+    );
+    assert_eq!(v["passed"], true, "{v}");
+    // The plain 8x8 sim top is another configuration.
+    let plain = run_json(BIN, &["info", "--device", "model:8x8", "--json"]);
+    assert_ne!(plain["buf_bytes"], info["buf_bytes"], "{plain}");
+}

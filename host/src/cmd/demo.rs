@@ -373,7 +373,7 @@ impl Ctx<'_> {
         let hidden = a.out_dir.join("hidden-defects.json");
         let mut scan = Vec::new();
         let (chip, hidden_name) = match device {
-            DeviceSpec::Sim { .. } | DeviceSpec::Model { .. } => {
+            DeviceSpec::Sim { .. } | DeviceSpec::Model { .. } | DeviceSpec::Board { .. } => {
                 let rate = match a.rate {
                     Some(r) => r,
                     None => {

@@ -2,7 +2,10 @@
 //!
 //! Device strings ([`DeviceSpec`]): `sim` (in-process Verilator, 16×16),
 //! `sim:RxC`, `model` (golden model, 16×16), `model:RxC`,
-//! `serial:/dev/ttyUSB0[@baud]` (default 115200 baud), `tcp://host:port`.
+//! `sim:BOARD` / `model:BOARD` (a bitstream's exact core configuration:
+//! `ulx3s`, the ECP5 8x8 with its memory sizes, or `icebreaker`, the iCE40
+//! 2x2; [`BoardConfig`]), `serial:/dev/ttyUSB0[@baud]` (default 115200
+//! baud), `tcp://host:port`.
 //! [`open_with`] turns one into a [`Link`] (the trait lives in
 //! faultloop-proto; the backends in faultloop-model, faultloop-verilated and
 //! [`crate::links`]). `sim` needs this crate's `sim` feature (the default).
@@ -42,6 +45,10 @@ pub enum DeviceSpec {
     Sim { rows: usize, cols: usize },
     /// In-process golden model.
     Model { rows: usize, cols: usize },
+    /// A bitstream's exact core configuration in process: its Verilated
+    /// core (`rtl: true`, `sim:BOARD`) or the golden model configured with
+    /// its INFO (`model:BOARD`).
+    Board { board: BoardConfig, rtl: bool },
     /// A board on a serial port.
     Serial { path: String, baud: u32 },
     /// A remote bridge.
@@ -49,6 +56,39 @@ pub enum DeviceSpec {
     /// A `sim` or `model` device made a chip with hidden defects
     /// (`DEV+defects=PATH[+seu=RATE[@SEED]]`, [`crate::links::chip`]).
     Chip { base: Box<DeviceSpec>, defects: Option<std::path::PathBuf>, seu: Option<ChipSeu> },
+}
+
+/// The boards whose core configuration (array, memory sizes, features) a
+/// device string can name in process: what a run on the board would do,
+/// frame splits by its payload buffer included, without the board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BoardConfig {
+    /// ULX3S 85F (ECP5): `Info::ecp5()`, 8x8, full fault model.
+    Ulx3s,
+    /// iCEBreaker (iCE40UP5K): `Info::ice40()`, 2x2, no SEU.
+    Icebreaker,
+}
+
+impl BoardConfig {
+    /// The name in device strings.
+    pub fn name(self) -> &'static str {
+        match self {
+            BoardConfig::Ulx3s => "ulx3s",
+            BoardConfig::Icebreaker => "icebreaker",
+        }
+    }
+
+    /// The bitstream's INFO.
+    pub fn info(self) -> faultloop_proto::Info {
+        match self {
+            BoardConfig::Ulx3s => faultloop_proto::Info::ecp5(),
+            BoardConfig::Icebreaker => faultloop_proto::Info::ice40(),
+        }
+    }
+
+    fn parse(s: &str) -> Option<BoardConfig> {
+        [BoardConfig::Ulx3s, BoardConfig::Icebreaker].into_iter().find(|b| b.name() == s)
+    }
 }
 
 impl Default for DeviceSpec {
@@ -154,9 +194,18 @@ impl FromStr for DeviceSpec {
         };
         match kind {
             "sim" | "model" => {
+                if let Some(board) = rest.and_then(BoardConfig::parse) {
+                    return Ok(DeviceSpec::Board { board, rtl: kind == "sim" });
+                }
                 let (rows, cols) = match rest {
                     None => (DEFAULT_ROWS, DEFAULT_COLS),
-                    Some(r) => parse_array_size(spec, r)?,
+                    Some(r) => parse_array_size(spec, r).map_err(|e| match e {
+                        LinkError::BadSpec { spec, problem } => LinkError::BadSpec {
+                            spec,
+                            problem: format!("{problem}; or a board: ulx3s, icebreaker"),
+                        },
+                        other => other,
+                    })?,
                 };
                 Ok(if kind == "sim" {
                     DeviceSpec::Sim { rows, cols }
@@ -190,8 +239,8 @@ impl FromStr for DeviceSpec {
             other => Err(bad(
                 spec,
                 format!(
-                    "unknown device kind '{other}' (expected sim, sim:RxC, model, model:RxC, \
-                     serial:PATH[@baud] or tcp://host:port)"
+                    "unknown device kind '{other}' (expected sim, sim:RxC, sim:BOARD, model, \
+                     model:RxC, model:BOARD, serial:PATH[@baud] or tcp://host:port)"
                 ),
             )),
         }
@@ -225,7 +274,8 @@ fn parse_chip(spec: &str, base: &str, opts: &str) -> Result<DeviceSpec, LinkErro
         LinkError::BadSpec { problem, .. } => bad(spec, problem),
         other => other,
     })?;
-    if !matches!(base, DeviceSpec::Sim { .. } | DeviceSpec::Model { .. }) {
+    if !matches!(base, DeviceSpec::Sim { .. } | DeviceSpec::Model { .. } | DeviceSpec::Board { .. })
+    {
         return Err(bad(
             spec,
             "hidden defects (+defects=, +seu=) are for sim and model devices; a board's are in \
@@ -279,7 +329,24 @@ impl DeviceSpec {
             DeviceSpec::Sim { rows, cols } | DeviceSpec::Model { rows, cols } => {
                 Some((*rows, *cols))
             }
+            DeviceSpec::Board { board, .. } => {
+                let i = board.info();
+                Some((i.rows, i.cols))
+            }
             DeviceSpec::Chip { base, .. } => base.array_size(),
+            _ => None,
+        }
+    }
+
+    /// The INFO an in-process device answers with (`None` for boards on a
+    /// port and bridges: ask them).
+    pub fn local_info(&self) -> Option<faultloop_proto::Info> {
+        match self {
+            DeviceSpec::Sim { rows, cols } | DeviceSpec::Model { rows, cols } => {
+                Some(faultloop_proto::Info::sim(*rows, *cols))
+            }
+            DeviceSpec::Board { board, .. } => Some(board.info()),
+            DeviceSpec::Chip { base, .. } => base.local_info(),
             _ => None,
         }
     }
@@ -290,6 +357,7 @@ impl DeviceSpec {
     pub fn fast_twin(&self) -> DeviceSpec {
         match self {
             DeviceSpec::Sim { rows, cols } => DeviceSpec::Model { rows: *rows, cols: *cols },
+            DeviceSpec::Board { board, .. } => DeviceSpec::Board { board: *board, rtl: false },
             DeviceSpec::Chip { base, defects, seu } => DeviceSpec::Chip {
                 base: Box::new(base.fast_twin()),
                 defects: defects.clone(),
@@ -305,6 +373,9 @@ impl fmt::Display for DeviceSpec {
         match self {
             DeviceSpec::Sim { rows, cols } => write!(f, "sim:{rows}x{cols}"),
             DeviceSpec::Model { rows, cols } => write!(f, "model:{rows}x{cols}"),
+            DeviceSpec::Board { board, rtl } => {
+                write!(f, "{}:{}", if *rtl { "sim" } else { "model" }, board.name())
+            }
             DeviceSpec::Serial { path, baud } => write!(f, "serial:{path}@{baud}"),
             DeviceSpec::Tcp { addr } => write!(f, "tcp://{addr}"),
             DeviceSpec::Chip { base, defects, seu } => {
@@ -386,6 +457,24 @@ pub fn open_with(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Box<dyn Link>,
         DeviceSpec::Model { rows, cols } => {
             Ok(Box::new(faultloop_model::ModelLink::sim(*rows, *cols)))
         }
+        #[cfg(feature = "sim")]
+        DeviceSpec::Board { board, rtl: true } => {
+            use faultloop_verilated::SimLink;
+            // The board configurations are built without a trace port.
+            if opts.trace.clone().or_else(crate::trace::process_trace).is_some() {
+                log::warn!("{spec}: no waveform (the board configurations are built untraced)");
+            }
+            let link = match board {
+                BoardConfig::Ulx3s => SimLink::open_ecp5(),
+                BoardConfig::Icebreaker => SimLink::open_ice40(),
+            };
+            Ok(Box::new(link.with_name(spec.to_string())))
+        }
+        #[cfg(not(feature = "sim"))]
+        DeviceSpec::Board { rtl: true, .. } => Err(LinkError::NoSim { device: spec.to_string() }),
+        DeviceSpec::Board { board, rtl: false } => {
+            Ok(Box::new(faultloop_model::ModelLink::new(board.info()).with_name(spec.to_string())))
+        }
         DeviceSpec::Serial { path, baud } => {
             let link = SerialLink::open_with(path, *baud, &opts.serial)
                 .map_err(|source| LinkError::Serial { device: spec.to_string(), source })?;
@@ -408,7 +497,7 @@ pub fn open_with(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Box<dyn Link>,
             let hidden = HiddenDefects::new(&map, rows, cols, seu.map(|s| (s.rate, s.seed)))
                 .map_err(chip)?;
             let inner = open_with(base, opts)?;
-            let buf = faultloop_proto::Info::sim(rows, cols).buf_bytes;
+            let buf = base.local_info().expect("chips are made of in-process devices").buf_bytes;
             let io = |source| LinkError::Io { device: spec.to_string(), source };
             let link = ChipLink::new(inner, buf, hidden).map_err(io)?.with_name(spec.to_string());
             Ok(Box::new(link))
@@ -453,11 +542,35 @@ mod tests {
         assert_eq!(p("tcp://localhost:7000"), DeviceSpec::Tcp { addr: "localhost:7000".into() });
         assert_eq!(p("tcp://[::1]:7000"), DeviceSpec::Tcp { addr: "[::1]:7000".into() });
         assert_eq!(DeviceSpec::default(), p("sim"));
+        assert_eq!(p("sim:ulx3s"), DeviceSpec::Board { board: BoardConfig::Ulx3s, rtl: true });
+        assert_eq!(
+            p("model:icebreaker"),
+            DeviceSpec::Board { board: BoardConfig::Icebreaker, rtl: false }
+        );
+        assert_eq!(p("sim:ulx3s").fast_twin(), p("model:ulx3s"));
+        assert_eq!(p("model:ulx3s").array_size(), Some((8, 8)));
+        assert_eq!(p("sim:icebreaker").local_info(), Some(faultloop_proto::Info::ice40()));
+        let chip = p("model:ulx3s+defects=m.json");
+        assert_eq!(chip.local_info(), Some(faultloop_proto::Info::ecp5()));
+    }
+
+    #[test]
+    fn an_unknown_board_is_named() {
+        let e = "sim:ulx4s".parse::<DeviceSpec>().unwrap_err().to_string();
+        assert!(e.contains("'sim:ulx4s'") && e.contains("ulx3s, icebreaker"), "{e}");
     }
 
     #[test]
     fn display_round_trips() {
-        for s in ["sim", "sim:8x8", "model:4x16", "serial:/dev/ttyACM0@9600", "tcp://h:1"] {
+        for s in [
+            "sim",
+            "sim:8x8",
+            "model:4x16",
+            "sim:ulx3s",
+            "model:icebreaker",
+            "serial:/dev/ttyACM0@9600",
+            "tcp://h:1",
+        ] {
             let spec = p(s);
             assert_eq!(p(&spec.to_string()), spec, "{s}");
         }

@@ -36,6 +36,13 @@ pub struct ModelLink {
 }
 
 impl ModelLink {
+    /// The same link under another name (what messages and reports call
+    /// it, e.g. the device string `model:ulx3s`).
+    pub fn with_name(mut self, name: impl Into<String>) -> ModelLink {
+        self.name = name.into();
+        self
+    }
+
     /// A fresh model configured as `cfg` says, named `model:RxC`.
     pub fn new(cfg: Info) -> ModelLink {
         let name = format!("model:{}x{}", cfg.rows, cfg.cols);

@@ -87,6 +87,13 @@ impl SimLink {
         Ok(())
     }
 
+    /// The same link under another name (what messages and reports call
+    /// it, e.g. the device string `sim:ulx3s`).
+    pub fn with_name(mut self, name: impl Into<String>) -> SimLink {
+        self.name = name.into();
+        self
+    }
+
     /// Open a fresh, reset instance of the iCE40 bitstream's core
     /// configuration (`Info::ice40()` of faultloop-proto:
     /// 2x2, no SEU hash, no simulation shortcut, the board's memory sizes),

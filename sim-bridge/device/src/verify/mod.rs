@@ -184,8 +184,8 @@ pub struct VerifyReport {
 pub fn side_names(device: &DeviceSpec, against: &DeviceSpec) -> (&'static str, &'static str) {
     fn kind(s: &DeviceSpec) -> &'static str {
         match s {
-            DeviceSpec::Sim { .. } => "sim",
-            DeviceSpec::Model { .. } => "model",
+            DeviceSpec::Sim { .. } | DeviceSpec::Board { rtl: true, .. } => "sim",
+            DeviceSpec::Model { .. } | DeviceSpec::Board { rtl: false, .. } => "model",
             DeviceSpec::Serial { .. } => "board",
             DeviceSpec::Tcp { .. } => "bridge",
             DeviceSpec::Chip { base, .. } => kind(base),
@@ -216,11 +216,24 @@ fn reference_name(device: &DeviceSpec, against: &DeviceSpec) -> String {
     }
 }
 
+/// Whether the device is Verilated RTL that can write a waveform (the
+/// board configurations, `sim:ulx3s`, are built without a trace port).
 fn is_sim(s: &DeviceSpec) -> bool {
     match s {
         DeviceSpec::Sim { .. } => true,
         DeviceSpec::Chip { base, .. } => is_sim(base),
         _ => false,
+    }
+}
+
+/// Why a failing case has no waveform.
+fn no_waveform(s: &DeviceSpec) -> String {
+    match s {
+        DeviceSpec::Board { rtl: true, .. } => {
+            format!("{s}: the board configurations are Verilated without a trace port")
+        }
+        DeviceSpec::Chip { base, .. } => no_waveform(base),
+        _ => format!("{s} is not a Verilated device"),
     }
 }
 
@@ -503,7 +516,7 @@ fn failure(
         let note = again.diff.is_none().then(|| "the traced run did not differ".to_string());
         (Some(path), note)
     } else {
-        (None, Some(format!("{} is not a Verilated device", cfg.device)))
+        (None, Some(no_waveform(&cfg.device)))
     };
     Ok(Failure {
         case: k,
