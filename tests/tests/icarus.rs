@@ -35,22 +35,53 @@ fn on_path(tool: &str) -> bool {
     Command::new(tool).arg("-V").output().is_ok()
 }
 
+/// Whether Icarus is missing (then the test says it is ignored).
+fn icarus_missing() -> bool {
+    let missing = !on_path("iverilog") || !on_path("vvp");
+    if missing {
+        eprintln!(
+            "icarus: ignored: iverilog or vvp not found on PATH (scripts/setup installs them)"
+        );
+    }
+    missing
+}
+
+/// A number the testbench printed as "<name> <value>".
+fn log_field(log: &str, name: &str) -> u64 {
+    log.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name:?} in the testbench's output:\n{log}"))
+}
+
+/// The reply bytes a testbench wrote, one hex byte a line; an `x` or `z`
+/// bit fails.
+fn read_reply_bytes(path: &Path) -> Vec<u8> {
+    let text = fs::read_to_string(path).unwrap();
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            u8::from_str_radix(l.trim(), 16).unwrap_or_else(|_| {
+                panic!("reply byte {i} is {l:?}: not a two-state byte (x or z bits)")
+            })
+        })
+        .collect()
+}
+
 fn rtl_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../rtl").canonicalize().expect("rtl/ directory")
 }
 
-/// The core's files (rtl/dla_core.f), the sim top and the testbench.
-fn sources(rtl: &Path) -> Vec<PathBuf> {
+/// The core's files (rtl/dla_core.f), then `extra` (a top and its
+/// testbench, relative to rtl/).
+fn sources(rtl: &Path, extra: &[&str]) -> Vec<PathBuf> {
     let list = fs::read_to_string(rtl.join("dla_core.f")).expect("rtl/dla_core.f");
-    let mut v: Vec<PathBuf> = list
-        .lines()
+    list.lines()
         .map(|l| l.split("//").next().unwrap_or("").trim())
         .filter(|l| !l.is_empty())
+        .chain(extra.iter().copied())
         .map(|l| rtl.join(l))
-        .collect();
-    v.push(rtl.join("dla_sim_top.sv"));
-    v.push(rtl.join("tb/dla_stream_tb.sv"));
-    v
+        .collect()
 }
 
 /// MATMULs cut to at most `max_m` activation rows (the rest of the request
@@ -78,10 +109,7 @@ fn icarus_replays_multi_row_matmuls() {
 }
 
 fn replay_on_icarus(max_m: u16) {
-    if !on_path("iverilog") || !on_path("vvp") {
-        eprintln!(
-            "icarus: ignored: iverilog or vvp not found on PATH (scripts/setup installs them)"
-        );
+    if icarus_missing() {
         return;
     }
     let info = Info { wmem_bytes: 1024, buf_bytes: 256, acc_words: 64, ..Info::sim(ROWS, COLS) };
@@ -98,7 +126,8 @@ fn replay_on_icarus(max_m: u16) {
     ] {
         cc.arg(format!("-Pdla_stream_tb.{p}={v}"));
     }
-    let out = cc.args(sources(&rtl_dir())).output().expect("run iverilog");
+    let srcs = sources(&rtl_dir(), &["dla_sim_top.sv", "tb/dla_stream_tb.sv"]);
+    let out = cc.args(srcs).output().expect("run iverilog");
     assert!(out.status.success(), "iverilog failed:\n{}", String::from_utf8_lossy(&out.stderr));
 
     // The requests (INFO first, then random differential programs) and the
@@ -138,20 +167,8 @@ fn replay_on_icarus(max_m: u16) {
     let log = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "vvp failed:\n{log}{}", String::from_utf8_lossy(&run.stderr));
     assert!(!log.contains("TIMEOUT"), "the RTL did not answer every request under Icarus:\n{log}");
-    let cycles: u64 = log
-        .lines()
-        .find_map(|l| l.strip_prefix("cycles "))
-        .and_then(|c| c.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no cycle count in the testbench's output:\n{log}"));
-
-    let text = fs::read_to_string(&out_file).unwrap();
-    let mut got = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let b = u8::from_str_radix(line.trim(), 16).unwrap_or_else(|_| {
-            panic!("reply byte {i} is {line:?}: not a two-state byte (x or z bits)")
-        });
-        got.push(b);
-    }
+    let cycles = log_field(&log, "cycles");
+    let got = read_reply_bytes(&out_file);
     assert!(
         want == got,
         "{} frames: {}",
@@ -175,11 +192,10 @@ fn build_line_tb(dir: &Path, cpb: u32, frac: u32) -> PathBuf {
     cc.args(["-g2012", "-s", "dla_uart_line_tb", "-o"]).arg(&vvp);
     cc.arg(format!("-Pdla_uart_line_tb.ClocksPerBit={cpb}"));
     cc.arg(format!("-Pdla_uart_line_tb.ClocksPerBitFrac={frac}"));
-    let mut srcs = sources(&rtl);
-    srcs.retain(|p| !p.ends_with("dla_sim_top.sv") && !p.ends_with("dla_stream_tb.sv"));
-    for f in ["dla_uart_rx.sv", "dla_uart_tx.sv", "dla_uart_top.sv", "tb/dla_uart_line_tb.sv"] {
-        srcs.push(rtl.join(f));
-    }
+    let srcs = sources(
+        &rtl,
+        &["dla_uart_rx.sv", "dla_uart_tx.sv", "dla_uart_top.sv", "tb/dla_uart_line_tb.sv"],
+    );
     let out = cc.args(srcs).output().expect("run iverilog");
     assert!(out.status.success(), "iverilog failed:\n{}", String::from_utf8_lossy(&out.stderr));
     vvp
@@ -227,22 +243,9 @@ fn run_line_tb(
         .expect("run vvp");
     let log = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(run.status.success(), "vvp failed:\n{log}{}", String::from_utf8_lossy(&run.stderr));
-    let field = |name: &str| -> u64 {
-        log.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name:?} in the testbench's output:\n{log}"))
-    };
-    let (max_edge_dev_ppm, framing_errors) = (field("max_edge_dev_ppm "), field("framing_errors "));
-    let text = fs::read_to_string(&out_file).unwrap();
-    let got = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            u8::from_str_radix(l.trim(), 16)
-                .unwrap_or_else(|_| panic!("reply byte {i} is {l:?}: not a two-state byte"))
-        })
-        .collect();
+    let (max_edge_dev_ppm, framing_errors) =
+        (log_field(&log, "max_edge_dev_ppm"), log_field(&log, "framing_errors"));
+    let got = read_reply_bytes(&out_file);
     LineRun { got, max_edge_dev_ppm, framing_errors, log }
 }
 
@@ -257,10 +260,7 @@ const MAX_EDGE_DEV_PPM: u64 = 250_000;
 
 #[test]
 fn the_uart_top_keeps_3_mbaud_from_25_mhz_against_an_exact_line() {
-    if !on_path("iverilog") || !on_path("vvp") {
-        eprintln!(
-            "icarus: ignored: iverilog or vvp not found on PATH (scripts/setup installs them)"
-        );
+    if icarus_missing() {
         return;
     }
     let (rows, cols) = (2, 2);

@@ -322,20 +322,11 @@ fn parse_chip(spec: &str, base: &str, opts: &str) -> Result<DeviceSpec, LinkErro
 }
 
 impl DeviceSpec {
-    /// The array size of an in-process device (`sim`, `model`, or a chip
-    /// made of one); `None` for boards and bridges (ask INFO).
+    /// The array size of an in-process device (`sim`, `model`, a board
+    /// configuration, or a chip made of one); `None` for boards and bridges
+    /// (ask INFO).
     pub fn array_size(&self) -> Option<(usize, usize)> {
-        match self {
-            DeviceSpec::Sim { rows, cols } | DeviceSpec::Model { rows, cols } => {
-                Some((*rows, *cols))
-            }
-            DeviceSpec::Board { board, .. } => {
-                let i = board.info();
-                Some((i.rows, i.cols))
-            }
-            DeviceSpec::Chip { base, .. } => base.array_size(),
-            _ => None,
-        }
+        self.local_info().map(|i| (i.rows, i.cols))
     }
 
     /// The INFO an in-process device answers with (`None` for boards on a
@@ -488,7 +479,8 @@ pub fn open_with(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Box<dyn Link>,
             Ok(Box::new(link))
         }
         DeviceSpec::Chip { base, defects, seu } => {
-            let (rows, cols) = base.array_size().expect("chips are made of sim or model devices");
+            let info = base.local_info().expect("chips are made of in-process devices");
+            let (rows, cols) = (info.rows, info.cols);
             let chip = |source| LinkError::Chip { device: spec.to_string(), source };
             let map = match defects {
                 Some(p) => FaultMap::load(p).map_err(|e| chip(e.into()))?,
@@ -497,9 +489,10 @@ pub fn open_with(spec: &DeviceSpec, opts: &OpenOptions) -> Result<Box<dyn Link>,
             let hidden = HiddenDefects::new(&map, rows, cols, seu.map(|s| (s.rate, s.seed)))
                 .map_err(chip)?;
             let inner = open_with(base, opts)?;
-            let buf = base.local_info().expect("chips are made of in-process devices").buf_bytes;
             let io = |source| LinkError::Io { device: spec.to_string(), source };
-            let link = ChipLink::new(inner, buf, hidden).map_err(io)?.with_name(spec.to_string());
+            let link = ChipLink::new(inner, info.buf_bytes, hidden)
+                .map_err(io)?
+                .with_name(spec.to_string());
             Ok(Box::new(link))
         }
     }

@@ -39,15 +39,19 @@ struct UartBase {
     uint32_t tx_frame = 0;     // {stop, data, start}, bit 0 first
     bool tx_busy = false;      // a byte is on the line
     uint32_t tx_cyc = 0;       // cycles of it sent
+    uint32_t tx_bit = 0;       // the bit on the line
+    uint32_t tx_end = 0;       // the cycle at which it ends
 
     // TX pin deserialiser.
-    int rx_state = 0;          // 0 idle, 1 start bit, 2 data, 3 stop bit
+    bool rx_busy = false;      // a byte is being received
     uint32_t rx_cyc = 0;       // cycles since the start bit was seen
     uint32_t rx_bit = 0;       // next bit to sample: 0 start, 1..8 data, 9 stop
     uint32_t rx_byte = 0;
 
     explicit UartBase(uint32_t c8) : cpb8(c8) {}
 
+    // The first cycle (from a byte's first) past bit k: ceil((k+1)*cpb8/8).
+    inline uint32_t end_of(uint32_t k) const { return ((k + 1) * cpb8 + 7) / 8; }
     // The cycle (from a byte's first) at which the host samples bit k.
     inline uint32_t sample_at(uint32_t k) const { return (2 * k + 1) * cpb8 / 16; }
     virtual ~UartBase() {}
@@ -56,7 +60,7 @@ struct UartBase {
     virtual bool busy() const = 0;
 
     size_t pending() const { return out.size() - out_pos; }
-    bool line_idle() const { return in_pos == in.size() && !tx_busy && rx_state == 0; }
+    bool line_idle() const { return in_pos == in.size() && !tx_busy && !rx_busy; }
 
     // The RX pin level for the coming cycle.
     inline int rx_pin() {
@@ -65,23 +69,30 @@ struct UartBase {
             tx_frame = (uint32_t(in[in_pos]) << 1) | 0x200u;  // start 0, data, stop 1
             tx_busy = true;
             tx_cyc = 0;
+            tx_bit = 0;
+            tx_end = end_of(0);
             if (++in_pos == in.size()) {
                 in.clear();
                 in_pos = 0;
             }
         }
-        const uint32_t bit = tx_cyc * 8 / cpb8;
-        const int v = (tx_frame >> bit) & 1;
+        const int v = (tx_frame >> tx_bit) & 1;
         // The frame ends with the cycle in which ten periods are complete.
-        if (++tx_cyc * 8 >= 10 * cpb8) tx_busy = false;
+        if (++tx_cyc == tx_end) {
+            if (++tx_bit == 10) {
+                tx_busy = false;
+            } else {
+                tx_end = end_of(tx_bit);
+            }
+        }
         return v;
     }
 
     // Sample the TX pin after a clock edge.
     inline void tx_sample(int v) {
-        if (rx_state == 0) {
+        if (!rx_busy) {
             if (!v) {
-                rx_state = 1;
+                rx_busy = true;
                 rx_cyc = 0;
                 rx_bit = 0;
                 rx_byte = 0;
@@ -90,17 +101,16 @@ struct UartBase {
         }
         if (++rx_cyc != sample_at(rx_bit)) return;
         if (rx_bit == 0) {
-            rx_state = v ? 0 : 2;  // a glitch (the RTL never makes one) or a start bit
+            rx_busy = !v;  // a start bit, or a glitch (the RTL never makes one)
         } else if (rx_bit <= 8) {
             rx_byte |= uint32_t(v) << (rx_bit - 1);
-            if (rx_bit == 8) rx_state = 3;
         } else {
             if (v) {
                 out.push_back(uint8_t(rx_byte));
             } else {
                 ++framing_errors;
             }
-            rx_state = 0;
+            rx_busy = false;
         }
         ++rx_bit;
     }
