@@ -38,6 +38,9 @@
 //! * Bypass ([`DeviceMatmul::set_bypass`]): PEs switched to bypass on top of
 //!   the fault map's own list, e.g. the list a mitigated checkpoint was
 //!   trained for ([`crate::mitigate`]); kept across [`DeviceMatmul::set_faults`].
+//!   With it, a per-layer rotation of the plain runs
+//!   ([`DeviceMatmul::set_plain_rotation`]): which weights sit on the
+//!   bypassed PEs, and so which ones a mitigation prunes.
 //! * Errors: [`ExecutorError`] from the inherent methods; the
 //!   [`Int8Matmul`] impl boxes it.
 use std::ops::{Add, Sub};
@@ -314,6 +317,8 @@ pub struct DeviceMatmul {
     rotations: [(u8, u8); 3],
     /// Per-layer TMR rotations (calibrated against the fault map), else `rotations`.
     layer_rotations: Vec<Option<[(u8, u8); 3]>>,
+    /// Per-layer rotation of a plain (`Device`) run; (0, 0) where absent.
+    plain_rotations: Vec<(u8, u8)>,
     stats: UpdateStats,
     /// MACs run on the device per layer (TMR: all three runs).
     layer_macs: Vec<u64>,
@@ -354,6 +359,7 @@ impl DeviceMatmul {
             budget: None,
             rotations,
             layer_rotations: Vec::new(),
+            plain_rotations: Vec::new(),
             stats: UpdateStats::default(),
             layer_macs: Vec::new(),
             layer_logical_macs: Vec::new(),
@@ -518,6 +524,39 @@ impl DeviceMatmul {
     /// The TMR rotations `layer` uses.
     pub fn layer_rotations(&self, layer: usize) -> [(u8, u8); 3] {
         self.layer_rotations.get(layer).copied().flatten().unwrap_or(self.rotations)
+    }
+
+    /// The tile rotation `layer`'s plain (`Device`) runs use, e.g. the one a
+    /// mitigated checkpoint's pruning was chosen for ([`crate::mitigate`]).
+    /// Rotations are taken modulo the array size.
+    pub fn set_plain_rotation(&mut self, layer: usize, rot: (u8, u8)) {
+        let rot =
+            ((rot.0 as usize % self.info.rows) as u8, (rot.1 as usize % self.info.cols) as u8);
+        if self.plain_rotations.len() <= layer {
+            self.plain_rotations.resize(layer + 1, (0, 0));
+        }
+        self.plain_rotations[layer] = rot;
+    }
+
+    /// The rotation of `layer`'s plain runs ((0, 0) unless set).
+    pub fn plain_rotation(&self, layer: usize) -> (u8, u8) {
+        self.plain_rotations.get(layer).copied().unwrap_or((0, 0))
+    }
+
+    /// Every layer's plain rotation, `[dr, dc]` by layer index up to the
+    /// last one set to other than (0, 0) (empty: all (0, 0)).
+    pub fn plain_rotations(&self) -> Vec<[u8; 2]> {
+        let last = self.plain_rotations.iter().rposition(|&r| r != (0, 0));
+        self.plain_rotations[..last.map_or(0, |i| i + 1)].iter().map(|&(a, b)| [a, b]).collect()
+    }
+
+    /// Set every layer's plain rotation from `[dr, dc]` by layer index
+    /// (layers past the end: (0, 0)).
+    pub fn set_plain_rotations(&mut self, rots: &[[u8; 2]]) {
+        self.plain_rotations.clear();
+        for (i, r) in rots.iter().enumerate() {
+            self.set_plain_rotation(i, (r[0], r[1]));
+        }
     }
 
     /// One plain device run of `layer` with rotation `rot` (not counted as a
@@ -896,7 +935,8 @@ impl DeviceMatmul {
             LayerMode::Host => host.expect("computed above"),
             LayerMode::Device => {
                 self.layer_macs[layer] += macs;
-                self.dev.matmul(base, m, k, n, (0, 0), a)?
+                let rot = self.plain_rotation(layer);
+                self.dev.matmul(base, m, k, n, rot, a)?
             }
             LayerMode::Tmr => {
                 self.layer_macs[layer] += 3 * macs;

@@ -400,7 +400,8 @@ fn retrain_to(
             Mitigation::Fap => crate::mitigate::union(bypass, &faulty_pes(map)),
             _ => bypass.to_vec(),
         };
-        let record = MitigationRecord { mitigation, array, bypass: bypass.clone() };
+        let record =
+            MitigationRecord { mitigation, array, bypass: bypass.clone(), rotations: Vec::new() };
         let info = serde_json::json!({"fleet": {"amount": 0}});
         checkpoint::save_with(dir, &vs, &model, info, Some(&record))?;
         return Ok(bypass);
@@ -411,6 +412,9 @@ fn retrain_to(
         epochs: epochs as usize,
         train_samples: amount.div_ceil(epochs) as usize,
         stop_after_steps: None,
+        // A group's members run its model with its bypass list alone, not
+        // with rotations chosen for the fused map.
+        triage_rotations: false,
         ..ctx.config.clone()
     };
     // Every job starts from the same libtorch RNG state, whichever shard

@@ -15,18 +15,26 @@
 //!   with the PE's fault minus the loss with the same PE healthy (its
 //!   entries removed from the map on the measuring device). A PE whose
 //!   fault costs more than a tolerance is bypassed and pruned; the others
-//!   stay in the loop with their weights; then retraining (optionally after
-//!   a FAT burst, `triage_epochs`), ending with the best of the triaged
-//!   start and each epoch on held-out images (`retrain::Selection`). Why the fault's own cost and not "keep
+//!   stay in the loop with their weights. Then each layer's tile rotation
+//!   is chosen for that list ([`choose_rotations`], measured): the rotation
+//!   decides which weights sit on the bypassed PEs, so it chooses what is
+//!   pruned (the output layer's pruned weight energy halves on 8 % maps).
+//!   Then retraining (optionally after a FAT burst, `triage_epochs`),
+//!   ending with the best of the triaged start, the end and their blend on
+//!   held-out images (`retrain::Selection`). Why the fault's own cost and not "keep
 //!   vs prune": retraining wins back the pruning of a few PEs' weights
 //!   almost entirely (FAP+T), not what a fault in the loop keeps costing, so
 //!   comparing against the unretrained pruning cost keeps too many.
 //! * [`Mitigation::None`]: the faults as they are (evaluation only).
 //!
 //! Which weights a PE holds: under rotation (0, 0) physical PE (p, q) holds
-//! every `W[k][n]` with `k ≡ p (mod R)` and `n ≡ q (mod C)` (docs/protocol.md
-//! §3–4, [`MatrixLayout::pe_of`]). TMR layers run under other rotations,
-//! where a PE holds other weights, so bypass lists are refused with TMR.
+//! every `W[k][n]` with `k ≡ p (mod R)` and `n ≡ q (mod C)`, under rotation
+//! (dr, dc) those with `k ≡ p − dr` and `n ≡ q − dc` (docs/protocol.md
+//! §3–4, [`MatrixLayout::pe_of`]). `fap` keeps every layer at (0, 0), as
+//! FAP+T does; `auto` records its per-layer rotations next to the bypass
+//! list ([`MitigationRecord`]). TMR layers run under three rotations, where
+//! a bypassed PE holds other weights each time, so bypass lists are refused
+//! with TMR.
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -91,8 +99,10 @@ impl std::str::FromStr for Mitigation {
 }
 
 /// What a checkpoint records about the chip it was retrained for: the
-/// mitigation, the array size and the PEs bypassed (on top of the fault
-/// map's own bypass list). Evaluation and the device executor apply it.
+/// mitigation, the array size, the PEs bypassed (on top of the fault map's
+/// own bypass list) and each layer's tile rotation (which weights sit on the
+/// bypassed PEs). Evaluation and the device executor apply it
+/// ([`MitigationRecord::apply`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MitigationRecord {
     pub mitigation: Mitigation,
@@ -100,18 +110,58 @@ pub struct MitigationRecord {
     pub array: [usize; 2],
     /// `[row, col]`, sorted.
     pub bypass: Vec<[usize; 2]>,
+    /// `[dr, dc]` of each layer's plain runs, by layer index (absent or
+    /// empty: (0, 0) for every layer; layers past the end: (0, 0)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<[u8; 2]>,
 }
 
 impl MitigationRecord {
     /// The list, checked against the device's array size.
     pub fn bypass_for(&self, rows: usize, cols: usize) -> Result<&[[usize; 2]]> {
-        if self.array != [rows, cols] && !self.bypass.is_empty() {
+        self.check_array(rows, cols)?;
+        Ok(&self.bypass)
+    }
+
+    /// The per-layer rotations, checked against the device's array size.
+    pub fn rotations_for(&self, rows: usize, cols: usize) -> Result<&[[u8; 2]]> {
+        self.check_array(rows, cols)?;
+        if let Some(r) =
+            self.rotations.iter().find(|r| r[0] as usize >= rows || r[1] as usize >= cols)
+        {
             return Err(Error::Config(format!(
-                "the checkpoint's bypass list is for a {}x{} array, the device is {rows}x{cols}",
+                "the checkpoint's layer rotation ({}, {}) is outside the {rows}x{cols} array",
+                r[0], r[1]
+            )));
+        }
+        Ok(&self.rotations)
+    }
+
+    fn check_array(&self, rows: usize, cols: usize) -> Result<()> {
+        let used = !self.bypass.is_empty() || self.rotations.iter().any(|r| *r != [0, 0]);
+        if self.array != [rows, cols] && used {
+            return Err(Error::Config(format!(
+                "the checkpoint's bypass list and rotations are for a {}x{} array, the device is \
+                 {rows}x{cols}",
                 self.array[0], self.array[1]
             )));
         }
-        Ok(&self.bypass)
+        Ok(())
+    }
+
+    /// Bypass the recorded PEs on `exec` and run each layer under its
+    /// recorded rotation.
+    pub fn apply(&self, exec: &mut DeviceMatmul) -> Result<()> {
+        let (rows, cols) = (exec.info().rows, exec.info().cols);
+        let rots = self.rotations_for(rows, cols)?.to_vec();
+        exec.set_bypass(self.bypass_for(rows, cols)?)?;
+        exec.set_plain_rotations(&rots);
+        Ok(())
+    }
+
+    /// Layer `layer`'s rotation.
+    pub fn rotation(&self, layer: usize) -> (u8, u8) {
+        self.rotations.get(layer).map_or((0, 0), |r| (r[0], r[1]))
     }
 }
 
@@ -137,13 +187,14 @@ pub fn union(a: &[[usize; 2]], b: &[[usize; 2]]) -> Vec<[usize; 2]> {
 }
 
 /// Which elements of a K×N matrix (row-major) sit on a PE of `bypass` on a
-/// `rows`x`cols` array under rotation (0, 0): `true` = pruned.
+/// `rows`x`cols` array under rotation `rot`: `true` = pruned.
 pub fn pruned_mask(
     k: usize,
     n: usize,
     rows: usize,
     cols: usize,
     bypass: &[[usize; 2]],
+    rot: (u8, u8),
 ) -> Result<Vec<bool>> {
     let layout = MatrixLayout::new(0, k, n, rows, cols)
         .map_err(|e| Error::Shape(format!("pruning a {k}x{n} layer: {e}")))?;
@@ -159,7 +210,7 @@ pub fn pruned_mask(
     let mut mask = Vec::with_capacity(k * n);
     for ki in 0..k {
         for ni in 0..n {
-            let (p, q) = layout.pe_of(ki, ni, (0, 0));
+            let (p, q) = layout.pe_of(ki, ni, rot);
             mask.push(on[p * cols + q]);
         }
     }
@@ -176,15 +227,23 @@ pub struct Freeze {
 }
 
 impl Freeze {
-    /// The masks of `model`'s layers for `bypass` on a `rows`x`cols` array;
-    /// the weights are zeroed at once.
-    pub fn new(model: &Model, rows: usize, cols: usize, bypass: &[[usize; 2]]) -> Result<Freeze> {
+    /// The masks of `model`'s layers for `bypass` on a `rows`x`cols` array,
+    /// each layer under its rotation in `rotations` (by layer index; (0, 0)
+    /// past the end); the weights are zeroed at once.
+    pub fn new(
+        model: &Model,
+        rows: usize,
+        cols: usize,
+        bypass: &[[usize; 2]],
+        rotations: &[[u8; 2]],
+    ) -> Result<Freeze> {
         let mut f = Freeze::default();
         if bypass.is_empty() {
             return Ok(f);
         }
         for l in model.layers() {
-            let mask = pruned_mask(l.k, l.n, rows, cols, bypass)?;
+            let rot = rotations.get(l.index).map_or((0, 0), |r| (r[0], r[1]));
+            let mask = pruned_mask(l.k, l.n, rows, cols, bypass, rot)?;
             let pruned = mask.iter().filter(|&&p| p).count();
             if pruned == 0 {
                 continue;
@@ -243,6 +302,179 @@ pub struct PeTriage {
     pub bypass: bool,
 }
 
+/// How many rotations of a layer [`choose_rotations`] measures: the ones
+/// that put the least of its weight energy on the bypassed PEs.
+pub const ROTATION_CANDIDATES: usize = 8;
+
+/// One layer's rotation as [`choose_rotations`] chose it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerRotation {
+    pub layer: usize,
+    pub name: String,
+    /// `[dr, dc]` kept.
+    pub rotation: [u8; 2],
+    /// Share of the layer's Σw² (int8) on the bypassed PEs: at the
+    /// rotation it started from, and at the one kept.
+    pub pruned_energy_start: f64,
+    pub pruned_energy: f64,
+    /// Mean cross-entropy on the calibration subset before this layer's
+    /// choice (the earlier layers' choices made) and after it.
+    pub loss_start: f64,
+    pub loss: f64,
+    /// Rotations measured for this layer.
+    pub measured: usize,
+}
+
+/// Per-layer tile rotations for a bypass list (see [`choose_rotations`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RotationChoice {
+    pub candidates_per_layer: usize,
+    pub layers: Vec<LayerRotation>,
+}
+
+impl RotationChoice {
+    /// `[dr, dc]` by layer index, up to the last layer not at (0, 0) (as
+    /// [`DeviceMatmul::plain_rotations`] lists them; a layer not listed:
+    /// (0, 0)).
+    pub fn rotations(&self) -> Vec<[u8; 2]> {
+        let n = self.layers.iter().filter(|l| l.rotation != [0, 0]).map(|l| l.layer + 1).max();
+        let len = n.unwrap_or(0);
+        let mut v = vec![[0, 0]; len];
+        for l in self.layers.iter().filter(|l| l.layer < len) {
+            v[l.layer] = l.rotation;
+        }
+        v
+    }
+}
+
+/// Per PE `(p, q)` of a `rows`x`cols` array, the Σw² of the K×N int8
+/// weights `w` it holds under rotation (0, 0).
+fn pe_energy(w: &[i8], k: usize, n: usize, rows: usize, cols: usize) -> Result<Vec<f64>> {
+    let layout = MatrixLayout::new(0, k, n, rows, cols)
+        .map_err(|e| Error::Shape(format!("a {k}x{n} layer on {rows}x{cols}: {e}")))?;
+    let mut e = vec![0f64; rows * cols];
+    for ki in 0..k {
+        for ni in 0..n {
+            let (p, q) = layout.pe_of(ki, ni, (0, 0));
+            let x = w[ki * n + ni] as f64;
+            e[p * cols + q] += x * x;
+        }
+    }
+    Ok(e)
+}
+
+/// Share of `energy`'s total (per PE at rotation (0, 0)) that rotation
+/// `rot` puts on the PEs of `on` (row-major flags).
+fn energy_on(energy: &[f64], on: &[bool], rows: usize, cols: usize, rot: (u8, u8)) -> f64 {
+    let total: f64 = energy.iter().sum();
+    if total == 0.0 {
+        return 0.0;
+    }
+    let mut hit = 0.0;
+    for p in 0..rows {
+        for q in 0..cols {
+            let (pr, pc) = ((p + rot.0 as usize) % rows, (q + rot.1 as usize) % cols);
+            if on[pr * cols + pc] {
+                hit += energy[p * cols + q];
+            }
+        }
+    }
+    hit / total
+}
+
+/// Each layer's tile rotation for the bypass list `bypass`, measured on
+/// `meas` (weights installed, the chip's fault map applied): a bypassed PE
+/// drops the weights the rotation maps onto it, so the rotation chooses
+/// which weights the mitigation prunes, and which weights the faulty PEs
+/// left in the loop multiply. Layer by layer in device order, the
+/// [`ROTATION_CANDIDATES`] rotations that put the least of the layer's
+/// weight energy on bypassed PEs are measured (mean cross-entropy on
+/// `calib`, the earlier layers at their choice), and the best is kept if it
+/// beats the layer's current rotation. With nothing bypassed it measures
+/// nothing and returns no layers. `meas`'s bypass list and rotations are
+/// restored afterwards.
+pub fn choose_rotations(
+    model: &Model,
+    calib: &Dataset,
+    batch: usize,
+    meas: &mut DeviceMatmul,
+    bypass: &[[usize; 2]],
+) -> Result<RotationChoice> {
+    let mut choice =
+        RotationChoice { candidates_per_layer: ROTATION_CANDIDATES, layers: Vec::new() };
+    let (rows, cols) = (meas.info().rows, meas.info().cols);
+    let in_map = meas.fault_map().map(|m| m.bypass.clone()).unwrap_or_default();
+    let all = union(bypass, &in_map);
+    if all.is_empty() {
+        return Ok(choice);
+    }
+    let mut on = vec![false; rows * cols];
+    for &[r, c] in &all {
+        if r >= rows || c >= cols {
+            return Err(Error::Config(format!(
+                "bypassed PE ({r}, {c}) is outside the {rows}x{cols} array"
+            )));
+        }
+        on[r * cols + c] = true;
+    }
+    let (saved_bypass, saved_rot) = (meas.bypass().to_vec(), meas.plain_rotations());
+    meas.set_bypass(bypass)?;
+    let (mut loss, _) = loss_and_accuracy(model, calib, batch, meas)?;
+    for l in model.layers() {
+        let energy = pe_energy(&l.int8_weights(), l.k, l.n, rows, cols)?;
+        let cur = meas.plain_rotation(l.index);
+        let mut ranked: Vec<(f64, (u8, u8))> = (0..rows)
+            .flat_map(|a| (0..cols).map(move |b| (a as u8, b as u8)))
+            .map(|rot| (energy_on(&energy, &on, rows, cols, rot), rot))
+            .collect();
+        ranked.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+        let start = LayerRotation {
+            layer: l.index,
+            name: l.name.clone(),
+            rotation: [cur.0, cur.1],
+            pruned_energy_start: energy_on(&energy, &on, rows, cols, cur),
+            pruned_energy: energy_on(&energy, &on, rows, cols, cur),
+            loss_start: loss,
+            loss,
+            measured: 0,
+        };
+        let mut best = start;
+        for &(e, rot) in ranked.iter().filter(|(_, r)| *r != cur).take(ROTATION_CANDIDATES) {
+            meas.set_plain_rotation(l.index, rot);
+            let (cand, _) = loss_and_accuracy(model, calib, batch, meas)?;
+            best.measured += 1;
+            if cand < best.loss {
+                (best.rotation, best.pruned_energy, best.loss) = ([rot.0, rot.1], e, cand);
+            }
+        }
+        meas.set_plain_rotation(l.index, (best.rotation[0], best.rotation[1]));
+        loss = best.loss;
+        choice.layers.push(best);
+    }
+    meas.set_bypass(&saved_bypass)?;
+    meas.set_plain_rotations(&saved_rot);
+    Ok(choice)
+}
+
+/// [`choose_rotations`] on `twin` (made a mirror of `exec` first) or,
+/// without one, on `exec` itself; `exec`'s state is left as it was.
+pub fn choose_rotations_on(
+    model: &Model,
+    calib: &Dataset,
+    batch: usize,
+    exec: &mut DeviceMatmul,
+    twin: Option<&mut DeviceMatmul>,
+    bypass: &[[usize; 2]],
+) -> Result<RotationChoice> {
+    match twin {
+        Some(t) => {
+            mirror(exec, t, model)?;
+            choose_rotations(model, calib, batch, t, bypass)
+        }
+        None => choose_rotations(model, calib, batch, exec, bypass),
+    }
+}
+
 /// What [`triage`] measured and decided.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Triage {
@@ -254,6 +486,10 @@ pub struct Triage {
     /// A PE is bypassed when its fault costs more loss than this.
     pub tolerance: f64,
     pub pes: Vec<PeTriage>,
+    /// The layers' rotations chosen for the bypass list, if they were
+    /// ([`choose_rotations`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotations: Option<RotationChoice>,
 }
 
 impl Triage {
@@ -310,6 +546,7 @@ pub fn calibration_subset(train: &Dataset, used: &[usize], samples: usize, seed:
 pub fn mirror(exec: &DeviceMatmul, twin: &mut DeviceMatmul, model: &Model) -> Result<()> {
     twin.set_faults(exec.fault_map())?;
     twin.set_bypass(exec.bypass())?;
+    twin.set_plain_rotations(&exec.plain_rotations());
     for l in model.layers() {
         let held = exec.held(l.index).map(<[i8]>::to_vec).unwrap_or_else(|| l.int8_weights());
         twin.install(l.index, &held, l.k, l.n).map_err(|e| Error::Exec {
@@ -346,6 +583,7 @@ pub fn triage(
             device: meas.device_name().to_string(),
             tolerance,
             pes: Vec::new(),
+            rotations: None,
         });
     };
     let (rows, cols) = (meas.info().rows, meas.info().cols);
@@ -371,7 +609,9 @@ pub fn triage(
         meas.set_faults(Some(&map))?;
         let mut weights = 0;
         for l in model.layers() {
-            weights += pruned_mask(l.k, l.n, rows, cols, &[pe])?.iter().filter(|&&p| p).count();
+            let rot = meas.plain_rotation(l.index);
+            weights +=
+                pruned_mask(l.k, l.n, rows, cols, &[pe], rot)?.iter().filter(|&&p| p).count();
         }
         let fault_cost = loss_kept - loss_healthy;
         pes.push(PeTriage {
@@ -397,6 +637,7 @@ pub fn triage(
         device: meas.device_name().to_string(),
         tolerance,
         pes,
+        rotations: None,
     })
 }
 
@@ -429,53 +670,80 @@ pub struct EvalMitigation {
     pub mitigation: Mitigation,
     /// Bypassed on top of the fault map, sorted.
     pub bypass: Vec<[usize; 2]>,
+    /// `[dr, dc]` of each layer's plain runs, by layer index (empty: all
+    /// (0, 0)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<[u8; 2]>,
     /// Per-PE measurements (`auto`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub triage: Option<Triage>,
 }
 
-/// Set `exec`'s bypass list for evaluating a checkpoint (weights installed)
-/// under `mitigation`; no retraining happens here:
-/// * absent: as the checkpoint records (its mitigation and bypass list; `fat`
-///   when it records none);
-/// * `none`: no bypass at all, the faults as they are;
-/// * `fat`: the checkpoint's bypass list, nothing added;
-/// * `fap`: the checkpoint's list plus every faulty PE;
-/// * `auto`: the checkpoint's list plus the PEs [`triage`] picks on `calib`
-///   (on `twin` if given).
+/// What `auto` measures on in [`for_eval`].
+#[derive(Debug, Clone, Copy)]
+pub struct AutoOptions<'a> {
+    /// Held-out images the triage and the rotation choice measure on.
+    pub calib: &'a Dataset,
+    pub batch: usize,
+    /// Choose each layer's rotation for the bypass list ([`choose_rotations`]).
+    pub rotations: bool,
+}
+
+/// Set `exec`'s bypass list and layer rotations for evaluating a checkpoint
+/// (weights installed) under `mitigation`; no retraining happens here:
+/// * absent: as the checkpoint records (its mitigation, bypass list and
+///   rotations; `fat` when it records none);
+/// * `none`: no bypass at all and every layer at rotation (0, 0), the
+///   faults as they are;
+/// * `fat`: the checkpoint's bypass list and rotations, nothing added;
+/// * `fap`: the checkpoint's list plus every faulty PE, its rotations;
+/// * `auto`: the checkpoint's list plus the PEs [`triage`] picks on
+///   `auto.calib` (on `twin` if given), then (with `auto.rotations`) the
+///   rotations [`choose_rotations`] picks for that list.
 pub fn for_eval(
     model: &Model,
     mitigation: Option<Mitigation>,
     recorded: Option<&MitigationRecord>,
     exec: &mut DeviceMatmul,
-    twin: Option<&mut DeviceMatmul>,
-    calib: Option<&Dataset>,
-    batch: usize,
+    mut twin: Option<&mut DeviceMatmul>,
+    auto: Option<AutoOptions<'_>>,
 ) -> Result<EvalMitigation> {
     let (rows, cols) = (exec.info().rows, exec.info().cols);
-    let carried = match recorded {
-        Some(r) => r.bypass_for(rows, cols)?.to_vec(),
-        None => Vec::new(),
+    let (carried, carried_rot) = match recorded {
+        Some(r) => (r.bypass_for(rows, cols)?.to_vec(), r.rotations_for(rows, cols)?.to_vec()),
+        None => (Vec::new(), Vec::new()),
     };
     let faulty = exec.fault_map().map(faulty_pes).unwrap_or_default();
     let mut triage_out = None;
-    let (m, bypass) = match mitigation {
-        None => (recorded.map_or(Mitigation::Fat, |r| r.mitigation), carried),
-        Some(Mitigation::None) => (Mitigation::None, Vec::new()),
-        Some(Mitigation::Fat) => (Mitigation::Fat, carried),
-        Some(Mitigation::Fap) => (Mitigation::Fap, union(&carried, &faulty)),
+    let (m, bypass, rotations) = match mitigation {
+        None => (recorded.map_or(Mitigation::Fat, |r| r.mitigation), carried, carried_rot),
+        Some(Mitigation::None) => (Mitigation::None, Vec::new(), Vec::new()),
+        Some(Mitigation::Fat) => (Mitigation::Fat, carried, carried_rot),
+        Some(Mitigation::Fap) => (Mitigation::Fap, union(&carried, &faulty), carried_rot),
         Some(Mitigation::Auto) => {
-            let calib = calib
-                .ok_or_else(|| Error::Config("--mitigate auto needs calibration data".into()))?;
+            let o =
+                auto.ok_or_else(|| Error::Config("--mitigate auto needs calibration data".into()))?;
             exec.set_bypass(&carried)?;
-            let t = triage_on(model, calib, batch, exec, twin, DEFAULT_TOLERANCE)?;
+            exec.set_plain_rotations(&carried_rot);
+            let mut t =
+                triage_on(model, o.calib, o.batch, exec, twin.as_deref_mut(), DEFAULT_TOLERANCE)?;
             let b = union(&carried, &t.bypassed());
+            let mut rots = carried_rot;
+            if o.rotations {
+                let c = choose_rotations_on(model, o.calib, o.batch, exec, twin, &b)?;
+                if !c.layers.is_empty() {
+                    rots = c.rotations();
+                }
+                t.rotations = Some(c);
+            }
             triage_out = Some(t);
-            (Mitigation::Auto, b)
+            (Mitigation::Auto, b, rots)
         }
     };
     exec.set_bypass(&bypass)?;
-    Ok(EvalMitigation { mitigation: m, bypass, triage: triage_out })
+    exec.set_plain_rotations(&rotations);
+    let rotations = exec.plain_rotations();
+    Ok(EvalMitigation { mitigation: m, bypass, rotations, triage: triage_out })
 }
 
 /// The error for a bypass list together with partial TMR.
@@ -484,9 +752,9 @@ pub fn tmr_conflict(bypass: &[[usize; 2]]) -> Result<()> {
         return Ok(());
     }
     Err(Error::Config(format!(
-        "{} bypassed PE(s) and --tmr-budget: pruning follows the layout at rotation (0, 0), \
-         TMR runs layers under other rotations where a bypassed PE holds other weights; use one \
-         or the other (eval --mitigate none ignores a checkpoint's bypass list)",
+        "{} bypassed PE(s) and --tmr-budget: pruning follows each layer's one rotation, TMR \
+         runs layers under three where a bypassed PE holds other weights; use one or the other \
+         (eval --mitigate none ignores a checkpoint's bypass list)",
         bypass.len()
     )))
 }
@@ -508,20 +776,57 @@ mod tests {
     #[test]
     fn pruned_mask_follows_the_residues() {
         // 10x7 on 4x3: PE (1, 2) holds k ∈ {1, 5, 9}, n ∈ {2, 5}.
-        let m = pruned_mask(10, 7, 4, 3, &[[1, 2]]).unwrap();
+        let m = pruned_mask(10, 7, 4, 3, &[[1, 2]], (0, 0)).unwrap();
         let want: Vec<bool> =
             (0..70).map(|i| [1, 5, 9].contains(&(i / 7)) && [2, 5].contains(&(i % 7))).collect();
         assert_eq!(m, want);
-        assert!(pruned_mask(10, 7, 4, 3, &[[4, 0]]).is_err());
-        assert!(pruned_mask(10, 7, 4, 3, &[]).unwrap().iter().all(|&p| !p));
+        // Under rotation (1, 1) it holds k ≡ 0 (mod 4), n ≡ 1 (mod 3).
+        let m = pruned_mask(10, 7, 4, 3, &[[1, 2]], (1, 1)).unwrap();
+        let want: Vec<bool> =
+            (0..70).map(|i| [0, 4, 8].contains(&(i / 7)) && [1, 4].contains(&(i % 7))).collect();
+        assert_eq!(m, want);
+        assert!(pruned_mask(10, 7, 4, 3, &[[4, 0]], (0, 0)).is_err());
+        assert!(pruned_mask(10, 7, 4, 3, &[], (2, 2)).unwrap().iter().all(|&p| !p));
+    }
+
+    #[test]
+    fn rotated_energy_is_the_shifted_per_pe_energy() {
+        // 4x4 weights on a 2x2 array: PE (p, q) at (0, 0) holds k ≡ p, n ≡ q.
+        let w: Vec<i8> = (0..16).map(|i| i as i8).collect();
+        let e = pe_energy(&w, 4, 4, 2, 2).unwrap();
+        let sq = |idx: &[usize]| idx.iter().map(|&i| (i * i) as f64).sum::<f64>();
+        assert_eq!(
+            e,
+            [sq(&[0, 2, 8, 10]), sq(&[1, 3, 9, 11]), sq(&[4, 6, 12, 14]), sq(&[5, 7, 13, 15])]
+        );
+        let total: f64 = e.iter().sum();
+        let on = [true, false, false, false];
+        assert_eq!(energy_on(&e, &on, 2, 2, (0, 0)), e[0] / total);
+        // Rotation (1, 1) puts the weights of (0, 0)-PE (1, 1) on PE (0, 0).
+        assert_eq!(energy_on(&e, &on, 2, 2, (1, 1)), e[3] / total);
+        assert_eq!(energy_on(&e, &on, 2, 2, (0, 1)), e[1] / total);
     }
 
     #[test]
     fn record_checks_the_array() {
-        let r =
-            MitigationRecord { mitigation: Mitigation::Fap, array: [4, 4], bypass: vec![[1, 1]] };
+        let r = MitigationRecord {
+            mitigation: Mitigation::Fap,
+            array: [4, 4],
+            bypass: vec![[1, 1]],
+            rotations: vec![[0, 0], [3, 2]],
+        };
         assert_eq!(r.bypass_for(4, 4).unwrap(), &[[1, 1]]);
         let e = r.bypass_for(8, 8).unwrap_err().to_string();
         assert!(e.contains("4x4") && e.contains("8x8"), "{e}");
+        assert_eq!(r.rotation(1), (3, 2));
+        assert_eq!(r.rotation(7), (0, 0));
+        let small = MitigationRecord { array: [2, 2], bypass: vec![], ..r.clone() };
+        assert!(small.rotations_for(2, 2).unwrap_err().to_string().contains("(3, 2)"));
+        // Older checkpoints have no rotations: all (0, 0).
+        let old: MitigationRecord =
+            serde_json::from_str(r#"{"mitigation":"fap","array":[4,4],"bypass":[[1,1]]}"#).unwrap();
+        assert!(old.rotations.is_empty());
+        let j = serde_json::to_string(&MitigationRecord { rotations: vec![], ..r }).unwrap();
+        assert!(!j.contains("rotations"), "{j}");
     }
 }

@@ -188,6 +188,16 @@ pub struct RetrainConfig {
     /// `auto`: bypass a PE whose fault costs more mean cross-entropy than this.
     #[serde(default = "default_triage_tolerance")]
     pub triage_tolerance: f64,
+    /// `auto`: after the triage, choose each layer's tile rotation for the
+    /// bypass list ([`mitigate::choose_rotations`]); off: rotation (0, 0)
+    /// (or the input checkpoint's).
+    #[serde(default = "default_triage_rotations")]
+    pub triage_rotations: bool,
+    /// `auto`: held-out training images the final choice among the
+    /// triaged start, the end and their blend is measured on ([`Selection`];
+    /// 0: `triage_samples`).
+    #[serde(default = "default_selection_samples")]
+    pub selection_samples: usize,
     /// Sample-steps (training samples processed since the start) after
     /// which the test subset is evaluated as well, ascending: one run then
     /// yields the accuracy after every amount (`faultloop resilience`).
@@ -198,6 +208,14 @@ pub struct RetrainConfig {
 
 fn default_triage_tolerance() -> f64 {
     mitigate::DEFAULT_TOLERANCE
+}
+
+fn default_selection_samples() -> usize {
+    5000
+}
+
+fn default_triage_rotations() -> bool {
+    true
 }
 
 fn default_triage_epochs() -> f64 {
@@ -227,6 +245,8 @@ impl Default for RetrainConfig {
             triage_epochs: default_triage_epochs(),
             triage_samples: default_triage_samples(),
             triage_tolerance: default_triage_tolerance(),
+            triage_rotations: default_triage_rotations(),
+            selection_samples: default_selection_samples(),
             eval_marks: Vec::new(),
         }
     }
@@ -391,6 +411,9 @@ struct State {
     /// PEs bypassed on top of the fault map, their weights pruned and frozen.
     #[serde(default)]
     bypass: Vec<[usize; 2]>,
+    /// `[dr, dc]` of each layer's plain runs (the pruning follows them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rotations: Vec<[u8; 2]>,
     /// `auto`: the triage, once it ran.
     #[serde(default)]
     triage: Option<Triage>,
@@ -400,6 +423,10 @@ struct State {
     /// `auto`: the candidates measured on the selection images so far.
     #[serde(default)]
     selection: Vec<SelectionPoint>,
+    /// `auto`: the candidate the run ended with, once applied (a resume
+    /// after that finds it in place).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    selected: Option<SelectionPoint>,
     /// `auto`: the device weights of the best candidate (its float weights
     /// are in [`BEST_FILE`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -410,21 +437,28 @@ struct State {
     adam_sha256: Option<String>,
 }
 
-/// `auto`'s choice of weights: the triaged start (the faults the triage
-/// keeps in the loop, the bypass list applied, no step taken yet) or the
-/// retrained end, whichever is more accurate on held-out training images
-/// that no step of the run trains on (the end on ties). Retraining a
-/// converged model at the default learning rate can cost more than the
-/// faults kept in the loop do; then the triaged start wins. (Mid-run epochs
-/// are not candidates: before the cosine schedule has annealed they are
-/// noisier, and a tie on 1000 images picked them over a better end.)
+/// `auto`'s choice of weights among three candidates: the triaged start
+/// (the faults the triage keeps in the loop, the bypass list and rotations
+/// applied, no step taken yet), the retrained end, and their blend (the
+/// mean of the two, [`BLEND`]), whichever is most accurate on
+/// `selection_samples` held-out training images that no step of the run
+/// trains on (on ties the end, then the blend). Retraining a converged
+/// model at the default learning rate can cost more than the faults kept
+/// in the loop do; then the start or the blend wins. The measurements run
+/// on the fast twin when there is one. (Mid-run epochs are not candidates:
+/// before the cosine schedule has annealed they are noisier, and a tie on
+/// 1000 images picked them over a better end; 1000 images were also too
+/// few to tell the start from the end, hence 5000 by default.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Selection {
     /// Held-out training images measured on.
     pub samples: usize,
     pub candidates: Vec<SelectionPoint>,
-    /// Global step of the weights the run ended with.
+    /// Global step of the weights the run ended with ...
     pub selected_steps: usize,
+    /// ... and the triaged start's share in them (0: those weights alone).
+    #[serde(default)]
+    pub selected_blend: f64,
 }
 
 /// One candidate of [`Selection`].
@@ -433,7 +467,21 @@ pub struct SelectionPoint {
     /// Global steps done when it was measured.
     pub steps: usize,
     pub accuracy: f64,
+    /// The triaged start's share in these weights: 0 for the weights at
+    /// `steps`, [`BLEND`] for the mean of the start and the end.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub blend: f64,
 }
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// `auto`'s third candidate: the triaged start's share in a blend of the
+/// start and the retrained end (the weights averaged, WiSE-FT, Wortsman et
+/// al. CVPR 2022): fine-tuning from the start stays in its basin, and the
+/// average often beats both ends.
+pub const BLEND: f64 = 0.5;
 
 /// What a retraining run did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -461,6 +509,10 @@ pub struct RetrainReport {
     pub mitigation: Mitigation,
     /// PEs bypassed on top of the fault map (sorted).
     pub bypass: Vec<[usize; 2]>,
+    /// `[dr, dc]` of each layer's plain runs, by layer index (empty: all
+    /// (0, 0)); the pruning follows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<[u8; 2]>,
     /// Weights pruned and frozen at 0 (those on bypassed PEs).
     pub pruned_weights: usize,
     /// `auto`: the per-PE measurements and decisions.
@@ -534,6 +586,7 @@ fn save_state(
         mitigation: state.config.mitigation,
         array,
         bypass: state.bypass.clone(),
+        rotations: state.rotations.clone(),
     };
     checkpoint::save_with(&tmp, vs, model, info, Some(&record))?;
     let apath = tmp.join(ADAM_FILE);
@@ -663,13 +716,15 @@ fn retrain_inner(
     }
     let array = [exec.info().rows, exec.info().cols];
     let tmr_layers = (0..model.layers().len()).any(|i| exec.mode(i) == LayerMode::Tmr);
-    let set_bypass = |exec: &mut DeviceMatmul, b: &[[usize; 2]]| -> Result<Freeze> {
-        if tmr_layers {
-            mitigate::tmr_conflict(b)?;
-        }
-        exec.set_bypass(b)?;
-        Freeze::new(model, array[0], array[1], b)
-    };
+    let set_bypass =
+        |exec: &mut DeviceMatmul, b: &[[usize; 2]], rots: &[[u8; 2]]| -> Result<Freeze> {
+            if tmr_layers {
+                mitigate::tmr_conflict(b)?;
+            }
+            exec.set_bypass(b)?;
+            exec.set_plain_rotations(rots);
+            Freeze::new(model, array[0], array[1], b, rots)
+        };
     if train.is_empty() {
         return Err(Error::Config("empty training set".into()));
     }
@@ -784,6 +839,7 @@ fn retrain_inner(
                 ),
                 _ => carried,
             };
+            let rotations = exec.plain_rotations();
             State {
                 format: STATE_FORMAT.into(),
                 config: cfg.clone(),
@@ -795,15 +851,17 @@ fn retrain_inner(
                 totals: Totals { eval_seconds: t.elapsed().as_secs_f64(), ..Default::default() },
                 held: Vec::new(),
                 bypass,
+                rotations,
                 triage: None,
                 marks: Vec::new(),
                 selection: Vec::new(),
+                selected: None,
                 best_held: Vec::new(),
                 adam_sha256: None,
             }
         }
     };
-    let mut freeze = set_bypass(exec, &st.bypass)?;
+    let mut freeze = set_bypass(exec, &st.bypass, &st.rotations)?;
     st.config = cfg.clone();
     // Device-side counters of this run, added to the saved totals.
     let (saved, start) = (st.totals.usage(), exec.usage());
@@ -844,22 +902,32 @@ fn retrain_inner(
     };
     // Measure the current weights as a selection candidate; the triaged
     // start (`keep`) is also kept, to end with if it beats the end.
+    // Accuracy on the selection images, on the twin (a mirror of `exec`)
+    // when there is one: the same results, much faster than a simulator.
+    let select_accuracy =
+        |exec: &mut DeviceMatmul, twin: Option<&mut DeviceMatmul>, set: &Dataset| -> Result<f64> {
+            match twin {
+                Some(t) => {
+                    mitigate::mirror(exec, t, model)?;
+                    eval::accuracy(model, set, cfg.eval_batch, t, |_| {})
+                }
+                None => eval::accuracy(model, set, cfg.eval_batch, exec, |_| {}),
+            }
+        };
     let consider = |st: &mut State,
                     exec: &mut DeviceMatmul,
+                    twin: Option<&mut DeviceMatmul>,
                     vs: &nn::VarStore,
                     best: &mut Option<Vec<(String, Tensor)>>,
                     keep: bool|
      -> Result<()> {
         let Some(set) = &select_set else { return Ok(()) };
         let t = Instant::now();
-        let accuracy = eval::accuracy(model, set, cfg.eval_batch, exec, |_| {})?;
+        let accuracy = select_accuracy(exec, twin, set)?;
         st.totals.eval_seconds += t.elapsed().as_secs_f64();
-        st.selection.push(SelectionPoint { steps: st.totals.steps, accuracy });
+        st.selection.push(SelectionPoint { steps: st.totals.steps, accuracy, blend: 0.0 });
         if keep {
-            let mut vars: Vec<(String, Tensor)> =
-                vs.variables().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
-            vars.sort_by(|a, b| a.0.cmp(&b.0));
-            *best = Some(vars);
+            *best = Some(snapshot(vs));
             st.best_held = (0..model.layers().len())
                 .map(|i| exec.held(i).map(<[i8]>::to_vec).unwrap_or_default())
                 .collect();
@@ -888,9 +956,9 @@ fn retrain_inner(
             {
                 progress(Progress::Eval { what: "triage" });
                 run_triage(model, train, cfg, exec, twin.as_deref_mut(), &mut st)?;
-                freeze = set_bypass(exec, &st.bypass)?;
+                freeze = set_bypass(exec, &st.bypass, &st.rotations)?;
                 model.sync_weights(exec)?;
-                consider(&mut st, exec, vs, &mut best, true)?;
+                consider(&mut st, exec, twin.as_deref_mut(), vs, &mut best, true)?;
             }
             let t0 = Instant::now();
             let s = st.step_in_epoch;
@@ -976,7 +1044,7 @@ fn retrain_inner(
         st.step_in_epoch = 0;
         if st.triage.is_some() && st.epoch == cfg.epochs {
             progress(Progress::Eval { what: "selection" });
-            consider(&mut st, exec, vs, &mut best, false)?;
+            consider(&mut st, exec, twin.as_deref_mut(), vs, &mut best, false)?;
         }
         sync_totals(&mut st, exec);
         save(&mut st, exec, &adam, vs, best.as_deref())?;
@@ -987,30 +1055,70 @@ fn retrain_inner(
     let mut accuracy_after = st.history.last().map_or(st.accuracy_before, |r| r.test_accuracy);
     let mut selection = None;
     if let (true, Some(set)) = (finished, &select_set) {
+        let install_held = |exec: &mut DeviceMatmul, held: &[Vec<i8>]| -> Result<()> {
+            for (l, h) in model.layers().iter().zip(held) {
+                exec.install(l.index, h, l.k, l.n).map_err(|e| Error::Exec {
+                    layer: l.index,
+                    name: l.name.clone(),
+                    source: e.into(),
+                })?;
+            }
+            Ok(())
+        };
+        let held_now = |exec: &DeviceMatmul| -> Vec<Vec<i8>> {
+            (0..model.layers().len())
+                .map(|i| exec.held(i).map(<[i8]>::to_vec).unwrap_or_default())
+                .collect()
+        };
+        // The blend of the triaged start and the end, measured once.
+        if let (None, Some(start)) = (&st.selected, best.as_ref()) {
+            if !st.selection.iter().any(|p| p.blend > 0.0) {
+                let end = snapshot(vs);
+                let end_held = held_now(exec);
+                blend_into(vs, start, BLEND);
+                freeze.apply();
+                exec.install_model(model)?;
+                progress(Progress::Eval { what: "selection" });
+                let t = Instant::now();
+                let accuracy = select_accuracy(exec, twin, set)?;
+                st.totals.eval_seconds += t.elapsed().as_secs_f64();
+                st.selection.push(SelectionPoint {
+                    steps: st.totals.steps,
+                    accuracy,
+                    blend: BLEND,
+                });
+                restore(vs, &end);
+                install_held(exec, &end_held)?;
+            }
+        }
+        // The most accurate; on ties the end, then the blend, then the start.
+        let rank = |p: &SelectionPoint| {
+            if p.blend > 0.0 {
+                1
+            } else if p.steps == st.totals.steps {
+                2
+            } else {
+                0
+            }
+        };
         let pick = st
             .selection
             .iter()
-            .fold(None::<SelectionPoint>, |b, p| match b {
-                Some(b) if b.accuracy > p.accuracy => Some(b),
-                _ => Some(*p),
-            })
-            .map(|p| p.steps);
-        if let (Some(at), Some(b)) = (pick, best.as_ref()) {
-            if at != st.totals.steps {
-                // End with the best candidate: float weights and the device copy.
-                tch::no_grad(|| {
-                    for (n, mut t) in vs.variables() {
-                        if let Some((_, v)) = b.iter().find(|(k, _)| *k == n) {
-                            t.copy_(v);
-                        }
+            .copied()
+            .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy).then(rank(a).cmp(&rank(b))));
+        if let (Some(p), Some(b)) = (pick, best.as_ref()) {
+            if rank(&p) != 2 {
+                if st.selected.is_none() {
+                    // End with the chosen candidate: float weights and the device copy.
+                    if p.blend > 0.0 {
+                        blend_into(vs, b, p.blend);
+                        freeze.apply();
+                        exec.install_model(model)?;
+                    } else {
+                        restore(vs, b);
+                        install_held(exec, &st.best_held)?;
                     }
-                });
-                for (l, h) in model.layers().iter().zip(&st.best_held) {
-                    exec.install(l.index, h, l.k, l.n).map_err(|e| Error::Exec {
-                        layer: l.index,
-                        name: l.name.clone(),
-                        source: e.into(),
-                    })?;
+                    st.selected = Some(p);
                 }
                 progress(Progress::Eval { what: "selected" });
                 let t = Instant::now();
@@ -1022,7 +1130,8 @@ fn retrain_inner(
             selection = Some(Selection {
                 samples: set.len(),
                 candidates: st.selection.clone(),
-                selected_steps: at,
+                selected_steps: p.steps,
+                selected_blend: p.blend,
             });
         }
     }
@@ -1045,6 +1154,7 @@ fn retrain_inner(
         finished,
         mitigation: cfg.mitigation,
         bypass: st.bypass,
+        rotations: st.rotations,
         pruned_weights: freeze.pruned(),
         triage: st.triage,
         marks: st.marks,
@@ -1052,12 +1162,44 @@ fn retrain_inner(
     })
 }
 
+/// Every variable of `vs`, copied, sorted by name.
+fn snapshot(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> =
+        vs.variables().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+/// Copy `saved` (a [`snapshot`]) back into `vs`.
+fn restore(vs: &nn::VarStore, saved: &[(String, Tensor)]) {
+    tch::no_grad(|| {
+        for (n, mut t) in vs.variables() {
+            if let Some((_, v)) = saved.iter().find(|(k, _)| *k == n) {
+                t.copy_(v);
+            }
+        }
+    });
+}
+
+/// `vs` ← `share` · `other` + (1 − `share`) · `vs`, variable by variable.
+fn blend_into(vs: &nn::VarStore, other: &[(String, Tensor)], share: f64) {
+    tch::no_grad(|| {
+        for (n, mut t) in vs.variables() {
+            if let Some((_, v)) = other.iter().find(|(k, _)| *k == n) {
+                let mixed = &t * (1.0 - share) + v * share;
+                t.copy_(&mixed);
+            }
+        }
+    });
+}
+
 /// `auto`'s selection images: `triage_samples` training images (a seeded
 /// draw) that no step of the whole run trains on.
 fn selection_subset(cfg: &RetrainConfig, train: &Dataset) -> Dataset {
     let steps = cfg.steps_per_epoch(train.len()) * cfg.epochs;
     let used = used_examples(cfg, train.len(), steps);
-    mitigate::calibration_subset(train, &used, cfg.triage_samples, cfg.seed ^ 0x5E1E_C710_4000_0001)
+    let n = if cfg.selection_samples == 0 { cfg.triage_samples } else { cfg.selection_samples };
+    mitigate::calibration_subset(train, &used, n, cfg.seed ^ 0x5E1E_C710_4000_0001)
 }
 
 /// `auto`: triage the faulty PEs now (on a calibration subset the steps so
@@ -1073,10 +1215,26 @@ fn run_triage(
     let t0 = Instant::now();
     let used = used_examples(cfg, train.len(), st.totals.steps);
     let calib = mitigate::calibration_subset(train, &used, cfg.triage_samples, cfg.seed);
-    let mut t =
-        mitigate::triage_on(model, &calib, cfg.eval_batch, exec, twin, cfg.triage_tolerance)?;
+    let mut twin = twin;
+    let mut t = mitigate::triage_on(
+        model,
+        &calib,
+        cfg.eval_batch,
+        exec,
+        twin.as_deref_mut(),
+        cfg.triage_tolerance,
+    )?;
     t.at_step = Some(st.totals.steps);
     st.bypass = mitigate::union(&st.bypass, &t.bypassed());
+    if cfg.triage_rotations {
+        let c =
+            mitigate::choose_rotations_on(model, &calib, cfg.eval_batch, exec, twin, &st.bypass)?;
+        if !c.layers.is_empty() {
+            st.rotations = c.rotations();
+            log::info!("rotations for the bypass list: {:?}", st.rotations);
+        }
+        t.rotations = Some(c);
+    }
     log::info!(
         "triage at step {}: bypass {:?} of {} faulty PEs",
         st.totals.steps,
@@ -1103,6 +1261,29 @@ fn used_examples(cfg: &RetrainConfig, train_len: usize, steps: usize) -> Vec<usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blend_is_the_mean_and_restore_undoes_it() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let root = vs.root() / "fc0";
+        let w = root.var_copy("weight", &Tensor::from_slice(&[1.0f32, -3.0, 0.0, 7.5]));
+        let s = root.var_copy("w_scale", &Tensor::from_slice(&[0.1f32]));
+        let start = snapshot(&vs);
+        tch::no_grad(|| {
+            w.shallow_clone().copy_(&Tensor::from_slice(&[3.0f32, 1.0, 0.0, -0.5]));
+        });
+        let end = snapshot(&vs);
+        blend_into(&vs, &start, BLEND);
+        assert_eq!(Vec::<f32>::try_from(&w).unwrap(), [2.0, -1.0, 0.0, 3.5]);
+        // Equal values (frozen scales, pruned zeros) stay exactly as they were.
+        assert_eq!(Vec::<f32>::try_from(&s).unwrap(), [0.1]);
+        restore(&vs, &end);
+        assert_eq!(Vec::<f32>::try_from(&w).unwrap(), [3.0, 1.0, 0.0, -0.5]);
+        assert_eq!(
+            start.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["fc0.w_scale", "fc0.weight"]
+        );
+    }
 
     #[test]
     fn a_save_killed_between_its_renames_is_finished() {

@@ -373,6 +373,7 @@ fn deploy(
                 mitigation: Mitigation::Fap,
                 array: [rows, cols],
                 bypass: chosen.bypassed.clone(),
+                rotations: Vec::new(),
             });
             checkpoint::save_with(&dir, vs, model, info, record.as_ref())?;
         }
@@ -382,7 +383,7 @@ fn deploy(
     let (_vs_d, model_d, meta) = checkpoint::load(&dir)?;
     let n = model_d.layers().len();
     exec.install_model(&model_d)?;
-    let m = mitigate::for_eval(&model_d, None, meta.mitigation.as_ref(), exec, None, None, 0)?;
+    let m = mitigate::for_eval(&model_d, None, meta.mitigation.as_ref(), exec, None, None)?;
     let tmr_layers: Vec<usize> = vulnerability
         .layers
         .iter()

@@ -55,14 +55,20 @@ fn pruned_mask_matches_the_layout_and_the_device() {
         let mut exec = DeviceMatmul::open(spec, Some(&map)).unwrap();
         exec.set_bypass(&bypass).unwrap();
         let on_device = mitigate::union(&bypass, &map.bypass);
+        // Each layer under its own rotation: (0, 0), then two others, which
+        // move the element at tile position (r, c) to PE (r + dr, c + dc).
+        let rots = [(0u8, 0u8), (1, 2), (3, 1)];
         for (i, (k, n)) in [(13usize, 9usize), (5, 21), (16, 4)].into_iter().enumerate() {
+            let rot = rots[i];
+            exec.set_plain_rotation(i, rot);
             let layout = MatrixLayout::new(0, k, n, 4, 4).unwrap();
-            let mask = mitigate::pruned_mask(k, n, 4, 4, &on_device).unwrap();
+            let mask = mitigate::pruned_mask(k, n, 4, 4, &on_device, rot).unwrap();
             for ki in 0..k {
                 for ni in 0..n {
-                    let pe = pe_from_address(&layout, ki, ni);
+                    let [r, c] = pe_from_address(&layout, ki, ni);
+                    let pe = [(r + rot.0 as usize) % 4, (c + rot.1 as usize) % 4];
                     assert_eq!(mask[ki * n + ni], on_device.contains(&pe), "{k}x{n} W[{ki}][{ni}]");
-                    assert_eq!(layout.pe_of(ki, ni, (0, 0)), (pe[0], pe[1]));
+                    assert_eq!(layout.pe_of(ki, ni, rot), (pe[0], pe[1]));
                 }
             }
             let w: Vec<i8> = (0..k * n).map(|_| rng.range_i8(1, 127)).collect();
@@ -72,9 +78,18 @@ fn pruned_mask_matches_the_layout_and_the_device() {
             let m = 11;
             let a: Vec<i8> = (0..m * k).map(|_| rng.range_i8(1, 127)).collect();
             let got = exec.matmul(i, &a, m, k, n).unwrap();
-            assert_eq!(got, matmul_i8_ref(&a, &pruned, m, k, n), "{spec}: {k}x{n}");
+            assert_eq!(got, matmul_i8_ref(&a, &pruned, m, k, n), "{spec}: {k}x{n} at {rot:?}");
             assert_ne!(got, matmul_i8_ref(&a, &w, m, k, n), "{spec}: the bypass must show");
+            if rot != (0, 0) {
+                // The mask of another rotation is not what the device drops.
+                let other = mitigate::pruned_mask(k, n, 4, 4, &on_device, (0, 0)).unwrap();
+                let wrong: Vec<i8> =
+                    w.iter().zip(&other).map(|(&v, &p)| if p { 0 } else { v }).collect();
+                assert_ne!(got, matmul_i8_ref(&a, &wrong, m, k, n), "{spec}: {k}x{n} at {rot:?}");
+            }
         }
+        assert_eq!(exec.plain_rotations(), vec![[0, 0], [1, 2], [3, 1]]);
+        exec.set_plain_rotations(&[]);
         // Dropping the extra list keeps the map's own bypassed PE, and the
         // faults come back.
         exec.set_bypass(&[]).unwrap();
@@ -83,7 +98,7 @@ fn pruned_mask_matches_the_layout_and_the_device() {
         let w: Vec<i8> = (0..k * n).map(|_| rng.range_i8(1, 127)).collect();
         exec.set_weights(9, &w, k, n).unwrap();
         let a: Vec<i8> = (0..3 * k).map(|_| rng.range_i8(1, 127)).collect();
-        let only_map = mitigate::pruned_mask(k, n, 4, 4, &map.bypass).unwrap();
+        let only_map = mitigate::pruned_mask(k, n, 4, 4, &map.bypass, (0, 0)).unwrap();
         let pruned: Vec<i8> =
             w.iter().zip(&only_map).map(|(&v, &p)| if p { 0 } else { v }).collect();
         assert_ne!(exec.matmul(9, &a, 3, k, n).unwrap(), matmul_i8_ref(&a, &pruned, 3, k, n));
@@ -102,6 +117,7 @@ fn cfg(m: Mitigation) -> RetrainConfig {
         eval_batch: 100,
         mitigation: m,
         triage_samples: 200,
+        selection_samples: 200,
         ..Default::default()
     }
 }
@@ -169,12 +185,11 @@ fn fap_prunes_exactly_the_weights_on_bypassed_pes() {
     assert_eq!((rec.mitigation, rec.array, &rec.bypass), (Mitigation::Fap, [4, 4], &r.bypass));
     let mut exec = DeviceMatmul::open("model:4x4", Some(&map)).unwrap();
     exec.install_model(&model).unwrap();
-    let m = mitigate::for_eval(&model, None, Some(&rec), &mut exec, None, None, 100).unwrap();
+    let m = mitigate::for_eval(&model, None, Some(&rec), &mut exec, None, None).unwrap();
     assert_eq!((m.mitigation, &m.bypass), (Mitigation::Fap, &r.bypass));
     assert_eq!(eval::accuracy(&model, &f.test, 100, &mut exec, |_| {}).unwrap(), r.accuracy_after);
-    let m =
-        mitigate::for_eval(&model, Some(Mitigation::None), Some(&rec), &mut exec, None, None, 100)
-            .unwrap();
+    let m = mitigate::for_eval(&model, Some(Mitigation::None), Some(&rec), &mut exec, None, None)
+        .unwrap();
     assert!(m.bypass.is_empty() && exec.bypass().is_empty());
 }
 
@@ -221,19 +236,49 @@ fn triage_bypasses_what_hurts_and_keeps_what_does_not() {
     let t2 = mitigate::triage_on(&model, &calib, 100, &mut exec, None, tol).unwrap();
     assert_eq!(exec.fault_map(), Some(&map));
     assert_eq!(t2.pes, t.pes);
-    // Evaluation with auto applies the decision.
+    // Evaluation with auto applies the decision, and the rotations chosen
+    // for it; without the rotation choice every layer stays at (0, 0).
+    let auto = |rotations| mitigate::AutoOptions { calib: &calib, batch: 100, rotations };
     let m = mitigate::for_eval(
         &model,
         Some(Mitigation::Auto),
         None,
         &mut exec,
         None,
-        Some(&calib),
-        100,
+        Some(auto(false)),
     )
     .unwrap();
     assert_eq!(m.bypass, vec![[1, 2]]);
     assert_eq!(exec.bypass(), &[[1, 2]]);
+    assert!(m.rotations.is_empty() && exec.plain_rotations().is_empty());
+    let (loss_plain, _) = mitigate::loss_and_accuracy(&model, &calib, 100, &mut exec).unwrap();
+    let m = mitigate::for_eval(
+        &model,
+        Some(Mitigation::Auto),
+        None,
+        &mut exec,
+        Some(&mut twin),
+        Some(auto(true)),
+    )
+    .unwrap();
+    assert_eq!(m.bypass, vec![[1, 2]]);
+    assert_eq!(exec.plain_rotations(), m.rotations);
+    let c = m.triage.as_ref().and_then(|t| t.rotations.as_ref()).expect("rotations chosen");
+    assert_eq!(c.layers.len(), model.layers().len());
+    assert_eq!(c.rotations(), m.rotations);
+    let mut prev = loss_plain;
+    for l in &c.layers {
+        // Each layer starts where the one before ended, and never worsens it.
+        assert_eq!(l.loss_start, prev, "{l:?}");
+        assert!(l.loss <= l.loss_start && l.measured == mitigate::ROTATION_CANDIDATES, "{l:?}");
+        prev = l.loss;
+    }
+    // The measurement on the twin is what the chip gives under the choice.
+    let (loss_rot, _) = mitigate::loss_and_accuracy(&model, &calib, 100, &mut exec).unwrap();
+    assert_eq!(loss_rot, prev);
+    // none drops both the bypass list and the rotations.
+    mitigate::for_eval(&model, Some(Mitigation::None), None, &mut exec, None, None).unwrap();
+    assert!(exec.bypass().is_empty() && exec.plain_rotations().is_empty());
 }
 
 #[test]
@@ -269,15 +314,57 @@ fn auto_retraining_triages_then_retrains_and_resumes_identically() {
     for (x, y) in full.history.iter().zip(&z.history) {
         assert_eq!((x.train_loss, x.test_accuracy), (y.train_loss, y.test_accuracy));
     }
-    // The selection: the triaged start (step 5) or the end, the end on
-    // ties, the same after the interruptions.
+    assert_eq!(z.rotations, full.rotations);
+    // The pruned weights are those the chosen rotations put on bypassed PEs.
+    for l in &full_exp.layers {
+        let layout = MatrixLayout::new(0, l.k, l.n, 4, 4).unwrap();
+        let rot = full.rotations.get(l.index).copied().unwrap_or([0, 0]);
+        for ki in 0..l.k {
+            for ni in 0..l.n {
+                let [r, c] = pe_from_address(&layout, ki, ni);
+                let pe = [(r + rot[0] as usize) % 4, (c + rot[1] as usize) % 4];
+                if full.bypass.contains(&pe) {
+                    assert_eq!(l.weights[ki * l.n + ni], 0, "{} W[{ki}][{ni}] at {rot:?}", l.name);
+                }
+            }
+        }
+    }
+    // Resuming a finished run changes nothing (the chosen candidate is
+    // already in place, not chosen again).
+    let (again, again_exp, again_held) = run_retrain(&f, &map, cut(None), Some(&ck), true);
+    assert_eq!(again.resumed_at_step, Some(16));
+    assert_eq!((again.accuracy_after, &again.selection), (full.accuracy_after, &full.selection));
+    assert_eq!((again_exp, again_held), (full_exp.clone(), full_held.clone()));
+    // The selection: the triaged start (step 5), the end or their blend,
+    // the most accurate (on ties the end, then the blend), the same after
+    // the interruptions.
     let sel = full.selection.as_ref().expect("auto selects");
-    let steps: Vec<usize> = sel.candidates.iter().map(|c| c.steps).collect();
-    assert_eq!(steps, [5, 16]);
-    let (start, end) = (sel.candidates[0].accuracy, sel.candidates[1].accuracy);
-    assert_eq!(sel.selected_steps, if start > end { 5 } else { 16 });
+    let steps: Vec<(usize, f64)> = sel.candidates.iter().map(|c| (c.steps, c.blend)).collect();
+    assert_eq!(steps, [(5, 0.0), (16, 0.0), (16, retrain::BLEND)]);
+    let [start, end, blend] = [0, 1, 2].map(|i| sel.candidates[i].accuracy);
+    let want = if end >= start && end >= blend {
+        (16, 0.0)
+    } else if blend >= start {
+        (16, retrain::BLEND)
+    } else {
+        (5, 0.0)
+    };
+    assert_eq!((sel.selected_steps, sel.selected_blend), want, "{sel:?}");
     assert_eq!(z.selection, full.selection);
     assert_eq!(z.accuracy_after, full.accuracy_after);
+    // The checkpoint records the rotations; evaluated as recorded, it gives
+    // the run's accuracy.
+    let (_vs, model, meta) = checkpoint::load(&dir.path().join("full.ckpt")).unwrap();
+    let rec = meta.mitigation.expect("recorded");
+    assert_eq!((&rec.bypass, &rec.rotations), (&full.bypass, &full.rotations));
+    let mut exec = DeviceMatmul::open("model:4x4", Some(&map)).unwrap();
+    exec.install_model(&model).unwrap();
+    let m = mitigate::for_eval(&model, None, Some(&rec), &mut exec, None, None).unwrap();
+    assert_eq!(m.rotations, full.rotations);
+    assert_eq!(
+        eval::accuracy(&model, &f.test, 100, &mut exec, |_| {}).unwrap(),
+        full.accuracy_after
+    );
     // A different mitigation refuses to resume.
     let (mut vs, model) = pretrained(&f, 5);
     let mut exec = DeviceMatmul::open("model:4x4", Some(&map)).unwrap();
@@ -307,9 +394,10 @@ fn auto_keeps_the_triaged_start_when_retraining_hurts() {
     let ck = dir.path().join("auto.ckpt");
     let (r, exp, held) = run_retrain(&f, &map, c, Some(&ck), false);
     let sel = r.selection.as_ref().expect("auto selects");
-    assert_eq!(sel.candidates.len(), 2, "{sel:?}");
+    assert_eq!(sel.candidates.len(), 3, "{sel:?}");
     assert!(sel.candidates[1].accuracy < sel.candidates[0].accuracy, "{sel:?}");
-    assert_eq!(sel.selected_steps, 0);
+    assert!(sel.candidates[2].accuracy < sel.candidates[0].accuracy, "{sel:?}");
+    assert_eq!((sel.selected_steps, sel.selected_blend), (0, 0.0));
     assert!(r.accuracy_after > r.history[0].test_accuracy, "{r:?}");
     // The start's weights: the pretrained model on the chip with the triage's
     // bypass list (a bypassed PE's pruned weights contribute nothing there).
@@ -317,6 +405,7 @@ fn auto_keeps_the_triaged_start_when_retraining_hurts() {
     let mut exec = DeviceMatmul::open("model:4x4", Some(&map)).unwrap();
     exec.install_model(&model).unwrap();
     exec.set_bypass(&r.bypass).unwrap();
+    exec.set_plain_rotations(&r.rotations);
     let want = eval::accuracy(&model, &f.test, 100, &mut exec, |_| {}).unwrap();
     assert_eq!(r.accuracy_after, want);
     // What the checkpoint holds is what the run ended with.

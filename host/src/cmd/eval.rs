@@ -14,7 +14,7 @@ use trainer::link_model::link_seconds;
 use trainer::mitigate::{self, Mitigation, Triage};
 use trainer::tmr::Protection;
 
-use super::retrain::{mitigation_line, print_triage};
+use super::retrain::{mitigation_line, print_triage, rotations_line};
 use super::{loading, open_exec, open_twin, DataArg, DeviceRunArgs, LinkArg};
 use crate::output::{device_line, names, print_json, sorted};
 use crate::progress::Bar;
@@ -45,6 +45,10 @@ pub struct EvalArgs {
     /// auto: seed of the calibration draw.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// auto: keep every layer at rotation (0, 0) instead of choosing the
+    /// rotation that puts the least-needed weights on the bypassed PEs.
+    #[arg(long)]
+    pub no_triage_rotation: bool,
     #[command(flatten)]
     pub link: LinkArg,
     /// Print JSON instead of a table.
@@ -70,6 +74,9 @@ struct EvalOut {
     mitigation: Mitigation,
     /// PEs bypassed on top of the fault map, as `[row, col]`.
     bypass: Vec<[usize; 2]>,
+    /// `[dr, dc]` of each layer's runs (empty: all (0, 0)).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rotations: Vec<[u8; 2]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     triage: Option<Triage>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "sorted")]
@@ -91,14 +98,18 @@ pub fn run(a: EvalArgs, open: &OpenOptions) -> Result<()> {
     };
     let mut twin = if auto { open_twin(&a.run.dev, open, faults.as_ref())? } else { None };
     exec.install_model(&model)?;
+    let auto_opts = calib.as_ref().map(|calib| mitigate::AutoOptions {
+        calib,
+        batch: a.batch,
+        rotations: !a.no_triage_rotation,
+    });
     let mit = mitigate::for_eval(
         &model,
         a.mitigate,
         meta.mitigation.as_ref(),
         &mut exec,
         twin.as_mut(),
-        calib.as_ref(),
-        a.batch,
+        auto_opts,
     )?;
     let mut bar = Bar::new("eval", test.len());
     let r =
@@ -124,6 +135,7 @@ pub fn run(a: EvalArgs, open: &OpenOptions) -> Result<()> {
         ),
         mitigation: mit.mitigation,
         bypass: mit.bypass,
+        rotations: mit.rotations,
         triage: mit.triage,
         tmr: r.protection,
     };
@@ -147,6 +159,9 @@ pub fn run(a: EvalArgs, open: &OpenOptions) -> Result<()> {
             println!("TMR          {}", names(&t.protected));
         }
         println!("{}", mitigation_line(out.mitigation, &out.bypass, None));
+        if let Some(r) = rotations_line(&out.rotations) {
+            println!("{r}");
+        }
         if let Some(t) = &out.triage {
             print_triage(t);
         }

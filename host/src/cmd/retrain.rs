@@ -75,9 +75,18 @@ pub struct RetrainArgs {
     /// auto: held-out training images the triage measures each PE on.
     #[arg(long, default_value_t = 1000)]
     pub triage_samples: usize,
+    /// auto: held-out training images the final choice among the triaged
+    /// start, the retrained end and their blend is measured on (0: as
+    /// --triage-samples).
+    #[arg(long, default_value_t = 5000)]
+    pub selection_samples: usize,
     /// auto: bypass a PE whose fault costs more mean cross-entropy than this.
     #[arg(long, default_value_t = trainer::mitigate::DEFAULT_TOLERANCE)]
     pub triage_tolerance: f64,
+    /// auto: keep every layer at rotation (0, 0) instead of choosing the
+    /// rotation that puts the least-needed weights on the bypassed PEs.
+    #[arg(long)]
+    pub no_triage_rotation: bool,
     #[command(flatten)]
     pub link: LinkArg,
     /// Output checkpoint directory (also holds the resume state).
@@ -123,6 +132,9 @@ struct RetrainOut {
     mitigation: Mitigation,
     /// PEs bypassed on top of the fault map, as `[row, col]`.
     bypass: Vec<[usize; 2]>,
+    /// `[dr, dc]` of each layer's runs (empty: all (0, 0)).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rotations: Vec<[u8; 2]>,
     pruned_weights: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     triage: Option<Triage>,
@@ -143,8 +155,7 @@ pub fn run(a: RetrainArgs, open: &OpenOptions) -> Result<()> {
     let mut exec = open_exec(&a.run.dev.device, open, faults.as_ref())?;
     // The bypass list the input checkpoint was retrained for stays applied.
     if let Some(rec) = &meta.mitigation {
-        let (rows, cols) = (exec.info().rows, exec.info().cols);
-        exec.set_bypass(rec.bypass_for(rows, cols)?)?;
+        rec.apply(&mut exec)?;
     }
     let mut twin = match a.mitigate {
         Mitigation::Auto => open_twin(&a.run.dev, open, faults.as_ref())?,
@@ -163,7 +174,9 @@ pub fn run(a: RetrainArgs, open: &OpenOptions) -> Result<()> {
         mitigation: a.mitigate,
         triage_epochs: a.triage_epochs,
         triage_samples: a.triage_samples,
+        selection_samples: a.selection_samples,
         triage_tolerance: a.triage_tolerance,
+        triage_rotations: !a.no_triage_rotation,
         ..Default::default()
     };
     let t0 = Instant::now();
@@ -218,6 +231,7 @@ pub fn run(a: RetrainArgs, open: &OpenOptions) -> Result<()> {
         resumed_at_step: r.resumed_at_step,
         mitigation: r.mitigation,
         bypass: r.bypass.clone(),
+        rotations: r.rotations.clone(),
         pruned_weights: r.pruned_weights,
         triage: r.triage.clone(),
         selection: r.selection.clone(),
@@ -285,10 +299,26 @@ fn print_table(out: &RetrainOut) {
         println!("TMR          {} ({:.1} % extra MACs)", names(&t.protected), t.extra_macs_pct);
     }
     println!("{}", mitigation_line(out.mitigation, &out.bypass, Some(out.pruned_weights)));
+    if let Some(r) = rotations_line(&out.rotations) {
+        println!("{r}");
+    }
     if let Some(t) = &out.triage {
         print_triage(t);
     }
     println!("checkpoint   {}", out.output);
+}
+
+/// The layers' tile rotations, in one line (none when all are (0, 0)).
+pub fn rotations_line(rotations: &[[u8; 2]]) -> Option<String> {
+    if rotations.is_empty() {
+        return None;
+    }
+    let l: Vec<String> = rotations
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("layer {i} ({},{})", r[0], r[1]))
+        .collect();
+    Some(format!("rotations    {}", l.join(", ")))
 }
 
 /// The mitigation, the bypassed PEs and the pruned weights, in one line.
@@ -323,5 +353,21 @@ pub fn print_triage(t: &Triage) {
             p.fault_cost,
             if p.bypass { "bypass" } else { "keep" }
         );
+    }
+    if let Some(c) = &t.rotations {
+        for l in &c.layers {
+            println!(
+                "  {:<8} rotation ({},{}): {:.1} % of its weight energy on bypassed PEs (was \
+                 {:.1} %), loss {:.4} (was {:.4}; {} rotations measured)",
+                l.name,
+                l.rotation[0],
+                l.rotation[1],
+                100.0 * l.pruned_energy,
+                100.0 * l.pruned_energy_start,
+                l.loss,
+                l.loss_start,
+                l.measured
+            );
+        }
     }
 }
