@@ -60,6 +60,13 @@ pub enum VerifyError {
     /// The two devices have different arrays: their replies cannot agree.
     #[error("{device} is a {a} array but {against} is {b}: verify compares devices of one size")]
     Sizes { device: String, against: String, a: String, b: String },
+    /// The two devices report different INFO beyond the array (memory
+    /// sizes, features, versions): some replies would differ by design.
+    #[error(
+        "{device} reports INFO {field} = {a} but {against} reports {b}: verify compares devices \
+         of one configuration (a board's configuration has its own model, e.g. model:ulx3s)"
+    )]
+    Config { device: String, against: String, field: &'static str, a: String, b: String },
     /// A case file that cannot be read, parsed or written.
     #[error("case file {}: {problem}", path.display())]
     CaseFile { path: PathBuf, problem: String },
@@ -281,14 +288,54 @@ impl<'a> Reference<'a> {
         }
     }
 
-    /// The array size it reports.
-    fn array(&self, opts: &OpenOptions) -> Result<(usize, usize), VerifyError> {
-        let i = match self {
-            Reference::Open(spec) => &info_of(spec, opts)?,
-            Reference::Model(info) => info,
-        };
-        Ok((i.rows, i.cols))
+    /// The INFO it reports.
+    fn info(&self, opts: &OpenOptions) -> Result<Info, VerifyError> {
+        match self {
+            Reference::Open(spec) => info_of(spec, opts),
+            Reference::Model(info) => Ok(info.clone()),
+        }
     }
+}
+
+/// The first INFO field in which `a` and `b` differ, with both values
+/// (the array is compared first, as `rows x cols`).
+fn info_difference(a: &Info, b: &Info) -> Option<(&'static str, String, String)> {
+    if (a.rows, a.cols) != (b.rows, b.cols) {
+        return Some(("array", format!("{}x{}", a.rows, a.cols), format!("{}x{}", b.rows, b.cols)));
+    }
+    let fields: [(&'static str, u64, u64); 6] = [
+        ("proto", a.proto.into(), b.proto.into()),
+        ("rtl", a.rtl.into(), b.rtl.into()),
+        ("wmem_bytes", a.wmem_bytes as u64, b.wmem_bytes as u64),
+        ("buf_bytes", a.buf_bytes as u64, b.buf_bytes as u64),
+        ("acc_words", a.acc_words as u64, b.acc_words as u64),
+        ("features", a.features.into(), b.features.into()),
+    ];
+    fields.into_iter().find(|(_, x, y)| x != y).map(|(f, x, y)| {
+        if f == "features" {
+            (f, format!("{x:#07b}"), format!("{y:#07b}"))
+        } else {
+            (f, x.to_string(), y.to_string())
+        }
+    })
+}
+
+/// Refuse a pair of devices whose INFO differs: replies that depend on it
+/// (INFO itself, requests past a smaller memory, a feature one side lacks)
+/// would differ by construction, and only some programs send them.
+fn check_same_config(
+    device: &DeviceSpec,
+    against: &DeviceSpec,
+    a: &Info,
+    b: &Info,
+) -> Result<(), VerifyError> {
+    let Some((field, x, y)) = info_difference(a, b) else { return Ok(()) };
+    let (device, against) = (device.to_string(), reference_name(device, against));
+    Err(if field == "array" {
+        VerifyError::Sizes { device, against, a: x, b: y }
+    } else {
+        VerifyError::Config { device, against, field, a: x, b: y }
+    })
 }
 
 /// One program on a fresh pair of devices.
@@ -348,15 +395,7 @@ pub fn run(
     let info = info_of(&cfg.device, &opts)?;
     let (rows, cols) = (info.rows, info.cols);
     let reference = Reference::resolve(&cfg.device, &cfg.against, || Ok(info.clone()))?;
-    let b = reference.array(&opts)?;
-    if (rows, cols) != b {
-        return Err(VerifyError::Sizes {
-            device: cfg.device.to_string(),
-            against: reference_name(&cfg.device, &cfg.against),
-            a: format!("{rows}x{cols}"),
-            b: format!("{}x{}", b.0, b.1),
-        });
-    }
+    check_same_config(&cfg.device, &cfg.against, &info, &reference.info(&opts)?)?;
     let start = Instant::now();
     let mut cases = Vec::new();
     let mut requests = 0;
@@ -592,4 +631,54 @@ pub fn replay(
         mismatch,
         waveform,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(s: &str) -> DeviceSpec {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn devices_of_another_configuration_are_refused_up_front() {
+        let opts = OpenOptions::default();
+        let run_pair = |d: &str, a: &str| {
+            let cfg = VerifyConfig {
+                device: spec(d),
+                against: spec(a),
+                cases: 2,
+                seed: 1,
+                shard: Shard::ALL,
+                case_dir: std::env::temp_dir(),
+                trace_dir: None,
+            };
+            run(&cfg, &opts, &mut |_| {})
+        };
+        // Same array, a quarter of the weight memory.
+        let e = run_pair("model:ulx3s", "model:8x8").unwrap_err();
+        let m = e.to_string();
+        assert!(matches!(e, VerifyError::Config { field: "wmem_bytes", .. }), "{m}");
+        assert!(m.contains("262144") && m.contains("1048576") && m.contains("model:8x8"), "{m}");
+        // Another array.
+        let e = run_pair("model:4x4", "model:8x8").unwrap_err();
+        assert!(matches!(e, VerifyError::Sizes { .. }), "{e}");
+        assert!(e.to_string().contains("4x4") && e.to_string().contains("8x8"), "{e}");
+        // The same configuration runs.
+        let r = run_pair("model:ulx3s", "model:ulx3s").unwrap();
+        assert!(r.passed && r.cases.len() == 2, "{r:?}");
+    }
+
+    #[test]
+    fn info_differences_name_the_first_field() {
+        let a = Info::sim(4, 4);
+        assert_eq!(info_difference(&a, &a), None);
+        let b = Info { features: a.features & !0b100, ..a.clone() };
+        let (f, x, y) = info_difference(&a, &b).unwrap();
+        assert_eq!(f, "features");
+        assert_ne!(x, y);
+        let c = Info { buf_bytes: 1024, acc_words: 7, ..a.clone() };
+        assert_eq!(info_difference(&a, &c).unwrap().0, "buf_bytes");
+    }
 }
