@@ -158,11 +158,6 @@ impl MitigationRecord {
         exec.set_plain_rotations(&rots);
         Ok(())
     }
-
-    /// Layer `layer`'s rotation.
-    pub fn rotation(&self, layer: usize) -> (u8, u8) {
-        self.rotations.get(layer).map_or((0, 0), |r| (r[0], r[1]))
-    }
 }
 
 /// The faulty PEs of a map (a non-zero mask at any site), sorted.
@@ -428,12 +423,13 @@ pub fn choose_rotations(
             .map(|rot| (energy_on(&energy, &on, rows, cols, rot), rot))
             .collect();
         ranked.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+        let e_cur = energy_on(&energy, &on, rows, cols, cur);
         let start = LayerRotation {
             layer: l.index,
             name: l.name.clone(),
             rotation: [cur.0, cur.1],
-            pruned_energy_start: energy_on(&energy, &on, rows, cols, cur),
-            pruned_energy: energy_on(&energy, &on, rows, cols, cur),
+            pruned_energy_start: e_cur,
+            pruned_energy: e_cur,
             loss_start: loss,
             loss,
             measured: 0,
@@ -454,25 +450,6 @@ pub fn choose_rotations(
     meas.set_bypass(&saved_bypass)?;
     meas.set_plain_rotations(&saved_rot);
     Ok(choice)
-}
-
-/// [`choose_rotations`] on `twin` (made a mirror of `exec` first) or,
-/// without one, on `exec` itself; `exec`'s state is left as it was.
-pub fn choose_rotations_on(
-    model: &Model,
-    calib: &Dataset,
-    batch: usize,
-    exec: &mut DeviceMatmul,
-    twin: Option<&mut DeviceMatmul>,
-    bypass: &[[usize; 2]],
-) -> Result<RotationChoice> {
-    match twin {
-        Some(t) => {
-            mirror(exec, t, model)?;
-            choose_rotations(model, calib, batch, t, bypass)
-        }
-        None => choose_rotations(model, calib, batch, exec, bypass),
-    }
 }
 
 /// What [`triage`] measured and decided.
@@ -641,8 +618,24 @@ pub fn triage(
     })
 }
 
-/// [`triage`] on `twin` (made a mirror of `exec` first) or, without one, on
-/// `exec` itself.
+/// Where measurements of `exec`'s chip run: `twin`, made a mirror of
+/// `exec` first (same results, much faster than a simulator), or, without
+/// one, `exec` itself.
+pub fn measuring<'a>(
+    model: &Model,
+    exec: &'a mut DeviceMatmul,
+    twin: Option<&'a mut DeviceMatmul>,
+) -> Result<&'a mut DeviceMatmul> {
+    match twin {
+        Some(t) => {
+            mirror(exec, t, model)?;
+            Ok(t)
+        }
+        None => Ok(exec),
+    }
+}
+
+/// [`triage`] on [`measuring`]`(model, exec, twin)`.
 pub fn triage_on(
     model: &Model,
     calib: &Dataset,
@@ -651,13 +644,7 @@ pub fn triage_on(
     twin: Option<&mut DeviceMatmul>,
     tolerance: f64,
 ) -> Result<Triage> {
-    match twin {
-        Some(t) => {
-            mirror(exec, t, model)?;
-            triage(model, calib, batch, t, tolerance)
-        }
-        None => triage(model, calib, batch, exec, tolerance),
-    }
+    triage(model, calib, batch, measuring(model, exec, twin)?, tolerance)
 }
 
 /// The default triage tolerance (mean cross-entropy): a fault costing less
@@ -705,7 +692,7 @@ pub fn for_eval(
     mitigation: Option<Mitigation>,
     recorded: Option<&MitigationRecord>,
     exec: &mut DeviceMatmul,
-    mut twin: Option<&mut DeviceMatmul>,
+    twin: Option<&mut DeviceMatmul>,
     auto: Option<AutoOptions<'_>>,
 ) -> Result<EvalMitigation> {
     let (rows, cols) = (exec.info().rows, exec.info().cols);
@@ -725,12 +712,14 @@ pub fn for_eval(
                 auto.ok_or_else(|| Error::Config("--mitigate auto needs calibration data".into()))?;
             exec.set_bypass(&carried)?;
             exec.set_plain_rotations(&carried_rot);
-            let mut t =
-                triage_on(model, o.calib, o.batch, exec, twin.as_deref_mut(), DEFAULT_TOLERANCE)?;
+            // One mirror for both measurements: each leaves the device as
+            // it found it.
+            let meas = measuring(model, exec, twin)?;
+            let mut t = triage(model, o.calib, o.batch, meas, DEFAULT_TOLERANCE)?;
             let b = union(&carried, &t.bypassed());
             let mut rots = carried_rot;
             if o.rotations {
-                let c = choose_rotations_on(model, o.calib, o.batch, exec, twin, &b)?;
+                let c = choose_rotations(model, o.calib, o.batch, meas, &b)?;
                 if !c.layers.is_empty() {
                     rots = c.rotations();
                 }
@@ -818,8 +807,6 @@ mod tests {
         assert_eq!(r.bypass_for(4, 4).unwrap(), &[[1, 1]]);
         let e = r.bypass_for(8, 8).unwrap_err().to_string();
         assert!(e.contains("4x4") && e.contains("8x8"), "{e}");
-        assert_eq!(r.rotation(1), (3, 2));
-        assert_eq!(r.rotation(7), (0, 0));
         let small = MitigationRecord { array: [2, 2], bypass: vec![], ..r.clone() };
         assert!(small.rotations_for(2, 2).unwrap_err().to_string().contains("(3, 2)"));
         // Older checkpoints have no rotations: all (0, 0).

@@ -792,13 +792,7 @@ fn retrain_inner(
                     msg: "device weight copy does not match the model".into(),
                 });
             }
-            for (l, h) in model.layers().iter().zip(&st.held) {
-                exec.install(l.index, h, l.k, l.n).map_err(|e| Error::Exec {
-                    layer: l.index,
-                    name: l.name.clone(),
-                    source: e.into(),
-                })?;
-            }
+            install_held(model, exec, &st.held)?;
             if st.triage.is_some() != (st.totals.steps > cfg.triage_step(train.len()))
                 && cfg.mitigation == Mitigation::Auto
             {
@@ -892,9 +886,7 @@ fn retrain_inner(
                 best: Option<&[(String, Tensor)]>|
      -> Result<()> {
         if let Some(dir) = ckpt {
-            st.held = (0..model.layers().len())
-                .map(|i| exec.held(i).map(<[i8]>::to_vec).unwrap_or_default())
-                .collect();
+            st.held = held_weights(model, exec);
             save_state(dir, vs, model, adam, st, array, best)?;
             st.held.clear();
         }
@@ -906,13 +898,8 @@ fn retrain_inner(
     // when there is one: the same results, much faster than a simulator.
     let select_accuracy =
         |exec: &mut DeviceMatmul, twin: Option<&mut DeviceMatmul>, set: &Dataset| -> Result<f64> {
-            match twin {
-                Some(t) => {
-                    mitigate::mirror(exec, t, model)?;
-                    eval::accuracy(model, set, cfg.eval_batch, t, |_| {})
-                }
-                None => eval::accuracy(model, set, cfg.eval_batch, exec, |_| {}),
-            }
+            let meas = mitigate::measuring(model, exec, twin)?;
+            eval::accuracy(model, set, cfg.eval_batch, meas, |_| {})
         };
     let consider = |st: &mut State,
                     exec: &mut DeviceMatmul,
@@ -928,9 +915,7 @@ fn retrain_inner(
         st.selection.push(SelectionPoint { steps: st.totals.steps, accuracy, blend: 0.0 });
         if keep {
             *best = Some(snapshot(vs));
-            st.best_held = (0..model.layers().len())
-                .map(|i| exec.held(i).map(<[i8]>::to_vec).unwrap_or_default())
-                .collect();
+            st.best_held = held_weights(model, exec);
         }
         Ok(())
     };
@@ -1055,26 +1040,11 @@ fn retrain_inner(
     let mut accuracy_after = st.history.last().map_or(st.accuracy_before, |r| r.test_accuracy);
     let mut selection = None;
     if let (true, Some(set)) = (finished, &select_set) {
-        let install_held = |exec: &mut DeviceMatmul, held: &[Vec<i8>]| -> Result<()> {
-            for (l, h) in model.layers().iter().zip(held) {
-                exec.install(l.index, h, l.k, l.n).map_err(|e| Error::Exec {
-                    layer: l.index,
-                    name: l.name.clone(),
-                    source: e.into(),
-                })?;
-            }
-            Ok(())
-        };
-        let held_now = |exec: &DeviceMatmul| -> Vec<Vec<i8>> {
-            (0..model.layers().len())
-                .map(|i| exec.held(i).map(<[i8]>::to_vec).unwrap_or_default())
-                .collect()
-        };
         // The blend of the triaged start and the end, measured once.
         if let (None, Some(start)) = (&st.selected, best.as_ref()) {
             if !st.selection.iter().any(|p| p.blend > 0.0) {
                 let end = snapshot(vs);
-                let end_held = held_now(exec);
+                let end_held = held_weights(model, exec);
                 blend_into(vs, start, BLEND);
                 freeze.apply();
                 exec.install_model(model)?;
@@ -1088,7 +1058,7 @@ fn retrain_inner(
                     blend: BLEND,
                 });
                 restore(vs, &end);
-                install_held(exec, &end_held)?;
+                install_held(model, exec, &end_held)?;
             }
         }
         // The most accurate; on ties the end, then the blend, then the start.
@@ -1116,7 +1086,7 @@ fn retrain_inner(
                         exec.install_model(model)?;
                     } else {
                         restore(vs, b);
-                        install_held(exec, &st.best_held)?;
+                        install_held(model, exec, &st.best_held)?;
                     }
                     st.selected = Some(p);
                 }
@@ -1160,6 +1130,25 @@ fn retrain_inner(
         marks: st.marks,
         selection,
     })
+}
+
+/// What `exec` holds for each of `model`'s layers (empty where nothing).
+fn held_weights(model: &Model, exec: &DeviceMatmul) -> Vec<Vec<i8>> {
+    (0..model.layers().len())
+        .map(|i| exec.held(i).map(<[i8]>::to_vec).unwrap_or_default())
+        .collect()
+}
+
+/// Install `held` (one K×N int8 matrix per layer) as `exec`'s device copy.
+fn install_held(model: &Model, exec: &mut DeviceMatmul, held: &[Vec<i8>]) -> Result<()> {
+    for (l, h) in model.layers().iter().zip(held) {
+        exec.install(l.index, h, l.k, l.n).map_err(|e| Error::Exec {
+            layer: l.index,
+            name: l.name.clone(),
+            source: e.into(),
+        })?;
+    }
+    Ok(())
 }
 
 /// Every variable of `vs`, copied, sorted by name.
@@ -1215,20 +1204,13 @@ fn run_triage(
     let t0 = Instant::now();
     let used = used_examples(cfg, train.len(), st.totals.steps);
     let calib = mitigate::calibration_subset(train, &used, cfg.triage_samples, cfg.seed);
-    let mut twin = twin;
-    let mut t = mitigate::triage_on(
-        model,
-        &calib,
-        cfg.eval_batch,
-        exec,
-        twin.as_deref_mut(),
-        cfg.triage_tolerance,
-    )?;
+    // One mirror for both measurements: each leaves the device as it found it.
+    let meas = mitigate::measuring(model, exec, twin)?;
+    let mut t = mitigate::triage(model, &calib, cfg.eval_batch, meas, cfg.triage_tolerance)?;
     t.at_step = Some(st.totals.steps);
     st.bypass = mitigate::union(&st.bypass, &t.bypassed());
     if cfg.triage_rotations {
-        let c =
-            mitigate::choose_rotations_on(model, &calib, cfg.eval_batch, exec, twin, &st.bypass)?;
+        let c = mitigate::choose_rotations(model, &calib, cfg.eval_batch, meas, &st.bypass)?;
         if !c.layers.is_empty() {
             st.rotations = c.rotations();
             log::info!("rotations for the bypass list: {:?}", st.rotations);
